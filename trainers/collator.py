@@ -1,0 +1,76 @@
+"""Batches for `EmoDistillTrainer`: padded audio with its attention mask, labels, and the teachers' signals."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, SequenceFeatureExtractor
+
+# Cached teacher outputs (computed once per fold) that ride in the dataset as columns, by batch key.
+CACHED_TEACHER_COLUMNS = ("linguistic_logits", "linguistic_embedding", "prosodic_logits", "prosodic_embedding")
+
+
+@dataclass
+class EmoDistillDataCollator:
+    """
+    Turns dataset rows into a batch.
+
+    Each row holds `input_values` (a 1-D 16 kHz waveform, already cropped by the dataset transform if wanted) and
+    `label`; optionally the cached teacher columns of `CACHED_TEACHER_COLUMNS`, and, for teachers that run on the fly,
+    `text` (tokenized for the linguistic teacher) and `egemaps` (`(frames, 25)` descriptors for the prosodic teacher).
+
+    The batch has `input_values` `(B, T)`, `attention_mask` `(B, T)`, `labels` `(B,)`, each cached column stacked
+    to `(B, D)`, and `linguistic_teacher_inputs` / `prosodic_teacher_inputs` dicts of padded tensors when the rows
+    carry text / descriptors and the collator was given a `tokenizer` / `include_prosodic_features=True`.
+    """
+
+    feature_extractor: SequenceFeatureExtractor
+    tokenizer: PreTrainedTokenizerBase | None = None
+    include_prosodic_features: bool = False
+    max_text_length: int = 128
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        audio = [np.asarray(f["input_values"], dtype=np.float32) for f in features]
+        batch = dict(
+            self.feature_extractor(
+                audio,
+                sampling_rate=self.feature_extractor.sampling_rate,
+                padding=True,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+        )
+        if "label" in features[0]:
+            batch["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
+
+        for column in CACHED_TEACHER_COLUMNS:
+            if column in features[0]:
+                batch[column] = torch.tensor(np.stack([np.asarray(f[column], dtype=np.float32) for f in features]))
+
+        if self.tokenizer is not None:
+            batch["linguistic_teacher_inputs"] = dict(
+                self.tokenizer(
+                    [f["text"] for f in features],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_text_length,
+                    return_tensors="pt",
+                )
+            )
+        if self.include_prosodic_features:
+            batch["prosodic_teacher_inputs"] = pad_descriptors([f["egemaps"] for f in features])
+        return batch
+
+
+def pad_descriptors(sequences: Sequence[Any]) -> dict[str, torch.Tensor]:
+    """Pads `(frames_i, D)` descriptor sequences to `features` `(B, max_frames, D)` plus `attention_mask` `(B, max_frames)`."""
+    arrays = [np.asarray(s, dtype=np.float32) for s in sequences]
+    max_frames = max(a.shape[0] for a in arrays)
+    features = np.zeros((len(arrays), max_frames, arrays[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(arrays), max_frames), dtype=np.int64)
+    for i, a in enumerate(arrays):
+        features[i, : a.shape[0]] = a
+        mask[i, : a.shape[0]] = 1
+    return {"features": torch.from_numpy(features), "attention_mask": torch.from_numpy(mask)}
