@@ -1,0 +1,89 @@
+"""A saved student served by `pipeline("audio-classification")`: installed package, and hub user with remote code."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+from tiny_models import LABELS, feature_extractor, tiny_student
+
+
+@pytest.fixture(scope="module")
+def saved_student(tmp_path_factory):
+    path = tmp_path_factory.mktemp("student")
+    tiny_student().save_pretrained(path)
+    feature_extractor().save_pretrained(path)
+    return path
+
+
+def expected_scores(path, waveform):
+    from emodistill.modeling_emodistill import EmoDistillForAudioClassification
+
+    model = EmoDistillForAudioClassification.from_pretrained(path).eval()
+    inputs = feature_extractor()(waveform, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model(**inputs).logits.softmax(-1)[0]
+    return {LABELS[i]: p.item() for i, p in enumerate(probabilities)}
+
+
+def test_installed_package_pipeline(saved_student):
+    waveform = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    classifier = pipeline("audio-classification", model=str(saved_student))
+    predictions = classifier(waveform, top_k=4)
+    assert {p["label"] for p in predictions} == set(LABELS)
+    assert sum(p["score"] for p in predictions) == pytest.approx(1.0, rel=1e-5)
+    expected = expected_scores(saved_student, waveform)
+    for p in predictions:
+        assert p["score"] == pytest.approx(expected[p["label"]], rel=1e-4)
+    assert [p["score"] for p in predictions] == sorted((p["score"] for p in predictions), reverse=True)
+
+
+HUB_USER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class NoProject(importlib.abc.MetaPathFinder):
+        # A hub user has transformers and torch, not this project: make importing it impossible.
+        def find_spec(self, name, path=None, target=None):
+            if name == "emodistill" or name.startswith("emodistill."):
+                raise ImportError(f"blocked import of {name}")
+            return None
+
+    sys.meta_path.insert(0, NoProject())
+    import numpy as np
+    from transformers import pipeline
+
+    try:
+        import emodistill.modeling_emodistill  # noqa: F401
+        raise SystemExit("the project is importable")
+    except ImportError:
+        pass
+    classifier = pipeline("audio-classification", model=sys.argv[1], trust_remote_code=True)
+    waveform = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    predictions = classifier(waveform, top_k=4)
+    print(json.dumps({
+        "predictions": predictions,
+        "model_module": type(classifier.model).__module__,
+        "project_modules": sorted(m for m in sys.modules if m.startswith("emodistill")),
+    }))
+    """
+)
+
+
+def test_hub_user_pipeline_with_remote_code_cannot_import_the_project(saved_student, tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_USER, str(saved_student)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["project_modules"] == []
+    assert report["model_module"].startswith("transformers_modules.")
+    expected = expected_scores(saved_student, np.random.default_rng(0).standard_normal(8000).astype(np.float32))
+    for p in report["predictions"]:
+        assert p["score"] == pytest.approx(expected[p["label"]], rel=1e-4)
