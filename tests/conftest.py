@@ -1,0 +1,18 @@
+"""Shared pytest fixtures."""
+
+import pytest
+
+from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
+
+TINY_CORPUS_SETTINGS = {"utterances_per_speaker": 4, "other_utterances_per_speaker": 2, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_iemocap_root(tmp_path_factory):
+    """Path of a tiny synthetic `IEMOCAP_full_release` folder (about 1 s to generate).
+
+    10 speakers x (4 turns with a 4-class code + 2 with other codes) = 60 turns; every code appears, both
+    improvised and scripted dialogs, cross-gender turns, irregular dialog names. Ground truth per turn is in
+    `<root>/synthetic_manifest.jsonl` (see `emodistill.data_scripts.synthetic_iemocap.read_manifest`).
+    """
+    return generate_synthetic_iemocap(tmp_path_factory.mktemp("synthetic_iemocap"), **TINY_CORPUS_SETTINGS)
