@@ -1,0 +1,668 @@
+"""IEMOCAP reader: a `datasets` builder for a manually obtained `IEMOCAP_full_release` folder.
+
+IEMOCAP cannot be downloaded automatically (it needs a licence from https://sail.usc.edu/iemocap/), so the builder
+reads the folder the user points it to, checks every labelled turn it keeps, and caches the result as Arrow:
+
+    >>> from emodistill.data_scripts.iemocap import load_iemocap
+    >>> ds, report = load_iemocap("/data/IEMOCAP_full_release", return_report=True)
+    >>> print(report)  # kept / dropped-by-reason / per-class / per-session counts
+
+`datasets>=4` no longer runs loading scripts, so `load_iemocap` instantiates `IemocapBuilder` directly; the builder
+can also be used as any other `datasets` builder (`download_and_prepare()`, `as_dataset(split="train")`).
+
+Layout read (see the corpus README): labels from `SessionN/dialog/EmoEvaluation/*.txt` (only the files directly in
+that folder, not its `Attribute/`, `Categorical/`, `Self-evaluation/` subfolders), transcripts from
+`SessionN/dialog/transcriptions/*.txt`, audio from `SessionN/sentences/wav/<dialog>/<utterance id>.wav`.
+
+Nothing is dropped silently: every labelled turn is either kept or counted under a named reason in an
+`IemocapReport`, and `report.kept + sum(report.dropped.values()) == report.total`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16_000
+NUM_SESSIONS = 5
+
+# Every emotion code of the release with its number of turns (all 10,039 labelled turns).
+EMOTION_CODES = ("neu", "ang", "sad", "hap", "exc", "fru", "sur", "fea", "oth", "dis", "xxx")
+
+# label set -> (class names, corpus code -> class name); codes absent from the mapping are dropped.
+LABEL_SETS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "4class": (
+        ["neutral", "angry", "sad", "happy"],
+        {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy", "exc": "happy"},
+    ),
+    "4class_no_exc": (
+        ["neutral", "angry", "sad", "happy"],
+        {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy"},
+    ),
+    "all": (list(EMOTION_CODES), {code: code for code in EMOTION_CODES}),
+}
+
+# Published counts of the full release, compared (as a log note, not an error) whenever a full release is read.
+FULL_RELEASE_TURNS = 10_039
+FULL_RELEASE_EXPECTED = {
+    "4class": {
+        "kept": 5_531,
+        "per_class": {"neutral": 1_708, "angry": 1_103, "sad": 1_084, "happy": 1_636},
+        "per_session": {1: 1_085, 2: 1_023, 3: 1_151, 4: 1_031, 5: 1_241},
+    },
+    "4class_no_exc": {"kept": 4_490},
+    "all": {"kept": FULL_RELEASE_TURNS},
+}
+
+DOWNLOAD_INSTRUCTIONS = (
+    "IEMOCAP must be obtained manually: request it (licence required) at https://sail.usc.edu/iemocap/, unpack it, "
+    "and pass as data_dir the folder `IEMOCAP_full_release` that holds Session1, Session2, ..., Session5."
+)
+
+REPORT_FILENAME = "iemocap_report.json"
+
+# A block header of EmoEvaluation/<dialog>.txt, e.g. "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"
+_LABEL_HEADER = re.compile(r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(\w+)\t(\w+)\t\[(\d+\.\d+), (\d+\.\d+), (\d+\.\d+)\]$")
+# "Ses01F_impro01_F000", "Ses03M_impro05a_M012", "Ses05M_script01_1b_F003": session, then dialog, then the speaker's
+# gender letter in the *last* group (the mocap letter after "Ses01" is not the speaker for cross-gender turns).
+_UTTERANCE_ID = re.compile(r"^Ses(\d{2})[FM]_\w+_([FM])\d+$")
+_TRANSCRIPT_LINE = re.compile(r"^(\S+) \[(\d+\.\d+)-(\d+\.\d+)\]:(?: (.*))?$")
+
+
+class IemocapFormatError(ValueError):
+    """A corpus file does not follow the IEMOCAP format (the message names the file and line)."""
+
+
+class IemocapAudioError(ValueError):
+    """A labelled utterance's wav is missing, empty, truncated or not 16 kHz mono 16-bit PCM."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pure parsing functions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One labelled turn (one block of an EmoEvaluation file)."""
+
+    utterance_id: str
+    emotion_code: str
+    start: float
+    end: float
+    valence: float
+    arousal: float
+    dominance: float
+    session: int
+    gender: str
+    dialog: str
+    source: str  # "path:line" of the block header, for error messages
+
+    @property
+    def speaker(self) -> str:
+        return f"Ses{self.session:02d}_{self.gender}"
+
+    @property
+    def improvised(self) -> bool:
+        return "impro" in self.dialog
+
+
+def parse_utterance_id(utterance_id: str) -> tuple[int, str, str]:
+    """Split an utterance id into `(session, gender, dialog)`.
+
+    `gender` is the letter of the id's last group (the speaking actor), `dialog` the id minus its last `_` group:
+    `"Ses01F_impro01_M000" -> (1, "M", "Ses01F_impro01")`, `"Ses05M_script01_1b_F003" -> (5, "F", "Ses05M_script01_1b")`.
+
+    Raises:
+        ValueError: if the id does not have that shape.
+    """
+    match = _UTTERANCE_ID.match(utterance_id)
+    if match is None:
+        raise ValueError(f"not an IEMOCAP utterance id (expected e.g. 'Ses01F_impro01_M000'): {utterance_id!r}")
+    return int(match.group(1)), match.group(2), utterance_id.rsplit("_", 1)[0]
+
+
+def _read_lines(path: Path) -> list[str]:
+    # Universal newlines: the release mixes LF and CRLF files.
+    with open(path, encoding="utf-8", errors="strict", newline=None) as handle:
+        return handle.read().splitlines()
+
+
+def parse_emo_evaluation(path: str | os.PathLike) -> list[LabelRecord]:
+    """Parse one `SessionN/dialog/EmoEvaluation/<dialog>.txt` file into its labelled turns, in file order.
+
+    Only block headers (`[start - end]\\tid\\tcode\\t[V, A, D]`) are read; the header comment, rater lines (`C-E2:`,
+    `A-F1:`, ...) and blank lines are skipped. V/A/D are kept as written (averages can fall outside 1-5).
+
+    Raises:
+        IemocapFormatError: naming file and line, for a line starting with `[` that is not a valid block header, an
+            unknown emotion code, a malformed utterance id, or an id repeated within the file.
+    """
+    path = Path(path)
+    records: list[LabelRecord] = []
+    seen: dict[str, int] = {}
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line.startswith("["):
+            continue
+        where = f"{path}:{line_no}"
+        match = _LABEL_HEADER.match(line)
+        if match is None:
+            raise IemocapFormatError(
+                f"{where}: malformed label block header {line!r}; expected "
+                "'[START - END]<TAB>UTTERANCE_ID<TAB>CODE<TAB>[V, A, D]'"
+            )
+        start, end, utterance_id, code, valence, arousal, dominance = match.groups()
+        if code not in EMOTION_CODES:
+            raise IemocapFormatError(
+                f"{where}: unknown emotion code {code!r} for {utterance_id} (known: {EMOTION_CODES})"
+            )
+        try:
+            session, gender, dialog = parse_utterance_id(utterance_id)
+        except ValueError as error:
+            raise IemocapFormatError(f"{where}: {error}") from None
+        if utterance_id in seen:
+            raise IemocapFormatError(
+                f"{where}: duplicate utterance id {utterance_id} (first at line {seen[utterance_id]})"
+            )
+        seen[utterance_id] = line_no
+        records.append(
+            LabelRecord(
+                utterance_id=utterance_id,
+                emotion_code=code,
+                start=float(start),
+                end=float(end),
+                valence=float(valence),
+                arousal=float(arousal),
+                dominance=float(dominance),
+                session=session,
+                gender=gender,
+                dialog=dialog,
+                source=where,
+            )
+        )
+    return records
+
+
+def parse_transcriptions(path: str | os.PathLike, skipped: Counter | None = None) -> dict[str, str]:
+    """Parse one `SessionN/dialog/transcriptions/<dialog>.txt` file into `{utterance_id: text}`.
+
+    Lines are `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`, split on the first `]: `; the text is kept
+    verbatim (tags such as `[LAUGHTER]` included). Lines that are not utterances are skipped and, if `skipped` is
+    given, counted in it by reason: ids containing `XX` (unlabelled overlapping speech) and lines not starting with
+    `Ses`.
+
+    Raises:
+        IemocapFormatError: naming file and line, for a `Ses...` line without `id [start-end]: ` or a repeated id.
+    """
+    path = Path(path)
+    skipped = Counter() if skipped is None else skipped
+    texts: dict[str, str] = {}
+    where_seen: dict[str, int] = {}
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line.startswith("Ses"):
+            skipped["transcript line not starting with 'Ses'"] += 1
+            continue
+        match = _TRANSCRIPT_LINE.match(line)
+        if match is None:
+            raise IemocapFormatError(
+                f"{path}:{line_no}: malformed transcript line {line!r}; expected 'ID [START-END]: TEXT'"
+            )
+        utterance_id, text = match.group(1), match.group(4) or ""
+        if "XX" in utterance_id:
+            skipped["transcript id containing 'XX'"] += 1
+            continue
+        if utterance_id in texts:
+            raise IemocapFormatError(
+                f"{path}:{line_no}: duplicate transcript for {utterance_id} (first at line {where_seen[utterance_id]})"
+            )
+        texts[utterance_id] = text.strip()
+        where_seen[utterance_id] = line_no
+    return texts
+
+
+def check_wav(path: str | os.PathLike) -> str | None:
+    """Return why `path` is not a usable 16 kHz mono 16-bit PCM wav (`"kind"` or `"kind: details"`), or `None`.
+
+    Besides the header (read with `soundfile.info`), the size of the RIFF `data` chunk is compared with the file
+    size, because libsndfile quietly reads a truncated file as a shorter one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "missing file"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
+        return f"unreadable: {error}"
+    if (info.format, info.subtype, info.samplerate, info.channels) != ("WAV", "PCM_16", SAMPLING_RATE, 1):
+        return (
+            f"not 16 kHz mono 16-bit PCM wav: {info.format}/{info.subtype}, {info.samplerate} Hz, "
+            f"{info.channels} channel(s)"
+        )
+    data_chunk = _wav_data_chunk(path)
+    if data_chunk is None:
+        return "no RIFF 'data' chunk"
+    offset, declared = data_chunk
+    if offset + declared > size:
+        return f"truncated: header declares {declared // 2} frames, file holds {(size - offset) // 2}"
+    if declared // 2 != info.frames:
+        return f"header declares {declared // 2} frames, soundfile reads {info.frames}"
+    if info.frames == 0:
+        return "no audio frames"
+    return None
+
+
+def _wav_data_chunk(path: Path) -> tuple[int, int] | None:
+    """`(offset, declared size in bytes)` of the `data` chunk of a RIFF/WAVE file."""
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk_header = handle.read(8)
+            if len(chunk_header) < 8:
+                return None
+            chunk_id, chunk_size = struct.unpack("<4sI", chunk_header)
+            if chunk_id == b"data":
+                return handle.tell(), chunk_size
+            handle.seek(chunk_size + (chunk_size & 1), os.SEEK_CUR)  # chunks are padded to an even size
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Locating the corpus
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _holds_sessions(folder: Path) -> bool:
+    return any((folder / f"Session{session}").is_dir() for session in range(1, NUM_SESSIONS + 1))
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """Check that `data_dir` is the `IEMOCAP_full_release` folder (the one holding Session1..Session5).
+
+    Raises:
+        FileNotFoundError: with download instructions, and a hint when `data_dir` is the parent of the release
+            folder or one of its `SessionN` folders (the two usual mistakes).
+    """
+    if data_dir is None:
+        raise FileNotFoundError(f"No IEMOCAP data_dir given. {DOWNLOAD_INSTRUCTIONS}")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"IEMOCAP data_dir {str(root)!r} is not a folder. {DOWNLOAD_INSTRUCTIONS}")
+    missing = [f"Session{s}" for s in range(1, NUM_SESSIONS + 1) if not (root / f"Session{s}").is_dir()]
+    if not missing:
+        incomplete = [
+            f"Session{s}/{sub}"
+            for s in range(1, NUM_SESSIONS + 1)
+            for sub in ("dialog/EmoEvaluation", "dialog/transcriptions", "sentences/wav")
+            if not (root / f"Session{s}" / sub).is_dir()
+        ]
+        if incomplete:
+            raise FileNotFoundError(
+                f"IEMOCAP data_dir {str(root)!r} lacks {', '.join(incomplete)}: the release looks incomplete. "
+                + DOWNLOAD_INSTRUCTIONS
+            )
+        return root
+    hint = ""
+    children = sorted(child for child in root.iterdir() if child.is_dir() and _holds_sessions(child))
+    if children:
+        hint = f" It looks like the parent folder: use data_dir={str(children[0])!r} instead."
+    elif re.fullmatch(r"Session\d", root.name) or (root / "dialog").is_dir() or (root / "sentences").is_dir():
+        hint = f" It looks like a single session folder: use its parent data_dir={str(root.parent)!r} instead."
+    elif missing != [f"Session{s}" for s in range(1, NUM_SESSIONS + 1)]:
+        hint = f" Missing: {', '.join(missing)}."
+    raise FileNotFoundError(
+        f"IEMOCAP data_dir {str(root)!r} does not hold Session1..Session5.{hint} {DOWNLOAD_INSTRUCTIONS}"
+    )
+
+
+def _text_files(folder: Path) -> list[Path]:
+    # Only *.txt directly in the folder; `._*` are macOS AppleDouble metadata files, not text.
+    return sorted(p for p in folder.glob("*.txt") if p.is_file() and not p.name.startswith("._"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IemocapReport:
+    """What happened to every labelled turn of the corpus.
+
+    `total` counts every block of every EmoEvaluation file; each is either kept or counted once in `dropped` under
+    the first reason that applies (label set, then transcript, then audio), so `kept + sum(dropped.values()) ==
+    total`. Lines that are not labelled turns are counted apart: `skipped_transcript_lines` (XX ids, non-`Ses`
+    lines), `unlabelled_transcripts` (a transcript id with no label block) and `unlabelled_wavs` (a `*.wav` under
+    `sentences/wav` with no label block; `._*` AppleDouble and non-wav files are ignored).
+    """
+
+    data_dir: str
+    label_set: str
+    total: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    per_class: dict[str, int] = field(default_factory=dict)
+    per_session: dict[int, int] = field(default_factory=dict)
+    per_speaker: dict[str, int] = field(default_factory=dict)
+    skipped_transcript_lines: dict[str, int] = field(default_factory=dict)
+    unlabelled_transcripts: int = 0
+    unlabelled_wavs: int = 0
+
+    def __post_init__(self):
+        if self.kept + sum(self.dropped.values()) != self.total:
+            raise AssertionError(
+                f"IEMOCAP report does not add up: kept {self.kept} + dropped {self.dropped} != {self.total}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> IemocapReport:
+        values = dict(values)
+        values["per_session"] = {int(k): v for k, v in values["per_session"].items()}  # JSON keys are strings
+        return cls(**values)
+
+    def compare_with_full_release(self) -> list[str]:
+        """Differences from the published counts of the full release (empty when they all match)."""
+        expected = FULL_RELEASE_EXPECTED.get(self.label_set, {})
+        actual = {"kept": self.kept, "per_class": self.per_class, "per_session": self.per_session}
+        return [
+            f"{key}: expected {value}, got {actual[key]}" for key, value in expected.items() if actual[key] != value
+        ]
+
+    def __str__(self) -> str:
+        rows = [("labelled turns", self.total), ("kept", self.kept)]
+        rows += [(f"dropped: {reason}", count) for reason, count in self.dropped.items()]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"IEMOCAP ({self.label_set}) from {self.data_dir}"]
+        lines += [f"  {name:<{width}}  {count:>6}" for name, count in rows]
+        lines.append("  per class:   " + ", ".join(f"{name} {count}" for name, count in self.per_class.items()))
+        lines.append("  per session: " + ", ".join(f"{s}: {count}" for s, count in sorted(self.per_session.items())))
+        lines.append("  per speaker: " + ", ".join(f"{s} {count}" for s, count in sorted(self.per_speaker.items())))
+        not_turns = [f"{reason} {count}" for reason, count in self.skipped_transcript_lines.items()]
+        not_turns += [
+            f"transcripts without label {self.unlabelled_transcripts}",
+            f"wavs without label {self.unlabelled_wavs}",
+        ]
+        lines.append("  ignored, not labelled turns: " + ", ".join(not_turns))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Corpus scan: parse, select, check audio
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def scan_iemocap(
+    data_dir: str | os.PathLike, label_set: str = "4class", skip_bad_audio: bool = False
+) -> tuple[list[dict], IemocapReport]:
+    """Read the whole corpus and return `(examples, report)`: the kept rows (schema of `IemocapBuilder`, `audio` as
+    the wav path, sorted by utterance id) and what happened to every labelled turn.
+
+    Raises:
+        FileNotFoundError: if `data_dir` is not the release folder.
+        IemocapFormatError: for malformed label/transcript files or an utterance id labelled twice (naming both).
+        IemocapAudioError: for a kept turn whose wav is bad, unless `skip_bad_audio` (then it is counted as dropped).
+    """
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"Unknown IEMOCAP label_set {label_set!r}; choose one of {list(LABEL_SETS)}")
+    root = resolve_data_dir(data_dir)
+    class_names, code_to_class = LABEL_SETS[label_set]
+
+    labels: dict[str, LabelRecord] = {}
+    texts: dict[str, str] = {}
+    skipped_lines: Counter = Counter()
+    wav_ids: set[str] = set()
+    for session in range(1, NUM_SESSIONS + 1):
+        session_dir = root / f"Session{session}"
+        for label_file in _text_files(session_dir / "dialog" / "EmoEvaluation"):
+            for record in parse_emo_evaluation(label_file):
+                if record.session != session:
+                    raise IemocapFormatError(f"{record.source}: {record.utterance_id} is not a Session{session} id")
+                if record.utterance_id in labels:
+                    raise IemocapFormatError(
+                        f"duplicate utterance id {record.utterance_id}: labelled at "
+                        f"{labels[record.utterance_id].source} and at {record.source}"
+                    )
+                labels[record.utterance_id] = record
+        for transcript_file in _text_files(session_dir / "dialog" / "transcriptions"):
+            texts.update(parse_transcriptions(transcript_file, skipped=skipped_lines))
+        for dialog_dir in sorted((session_dir / "sentences" / "wav").iterdir()):
+            if dialog_dir.is_dir():
+                wav_ids.update(p.stem for p in dialog_dir.glob("*.wav") if not p.name.startswith("._"))
+
+    dropped: Counter = Counter()
+    examples = []
+    for utterance_id in sorted(labels):
+        record = labels[utterance_id]
+        if record.emotion_code not in code_to_class:
+            dropped[f"emotion not in label set: {record.emotion_code}"] += 1
+            continue
+        if utterance_id not in texts:
+            dropped["no transcript"] += 1
+            continue
+        wav = root / f"Session{record.session}" / "sentences" / "wav" / record.dialog / f"{utterance_id}.wav"
+        problem = check_wav(wav)
+        if problem is not None:
+            if not skip_bad_audio:
+                raise IemocapAudioError(
+                    f"{wav}: {problem} (labelled at {record.source}). Restore the file from the release, or pass "
+                    "skip_bad_audio=True to drop such turns (they are counted in the report)."
+                )
+            logger.warning("Skipping %s: %s", wav, problem)
+            dropped[f"bad audio (skipped on request): {problem.split(':')[0]}"] += 1
+            continue
+        examples.append(
+            {
+                "id": utterance_id,
+                "audio": str(wav),
+                "label": code_to_class[record.emotion_code],
+                "emotion_code": record.emotion_code,
+                "speaker": record.speaker,
+                "session": record.session,
+                "gender": record.gender,
+                "dialog": record.dialog,
+                "improvised": record.improvised,
+                "text": texts[utterance_id],
+                "start": record.start,
+                "end": record.end,
+                "valence": record.valence,
+                "arousal": record.arousal,
+                "dominance": record.dominance,
+            }
+        )
+
+    per_class = Counter(example["label"] for example in examples)
+    report = IemocapReport(
+        data_dir=str(root),
+        label_set=label_set,
+        total=len(labels),
+        kept=len(examples),
+        dropped=dict(sorted(dropped.items())),
+        per_class={name: per_class[name] for name in class_names},
+        per_session=dict(sorted(Counter(example["session"] for example in examples).items())),
+        per_speaker=dict(sorted(Counter(example["speaker"] for example in examples).items())),
+        skipped_transcript_lines=dict(sorted(skipped_lines.items())),
+        unlabelled_transcripts=len(texts.keys() - labels.keys()),
+        unlabelled_wavs=len(wav_ids - labels.keys()),
+    )
+    return examples, report
+
+
+def _log_report(report: IemocapReport) -> None:
+    logger.info("%s", report)
+    if report.total != FULL_RELEASE_TURNS:
+        return
+    differences = report.compare_with_full_release()
+    if differences:
+        logger.warning(
+            "Read a full IEMOCAP release (%d labelled turns) but the %s counts differ from the published ones: %s",
+            report.total,
+            report.label_set,
+            "; ".join(differences),
+        )
+    else:
+        logger.info("IEMOCAP %s counts match the published full-release counts.", report.label_set)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# datasets builder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IemocapConfig(datasets.BuilderConfig):
+    """Options of `IemocapBuilder`.
+
+    Args:
+        label_set: `"4class"` (neutral, angry, sad, happy with `exc` merged into happy), `"4class_no_exc"` (`exc`
+            dropped) or `"all"` (every corpus code is a class).
+        skip_bad_audio: drop (and count) turns whose wav is missing/empty/truncated/unreadable instead of raising.
+    """
+
+    label_set: str = "4class"
+    skip_bad_audio: bool = False
+
+
+def _module_fingerprint() -> str:
+    # Part of the cache path, so a change to this reader never reuses Arrow files written by an older one.
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+class IemocapBuilder(datasets.GeneratorBasedBuilder):
+    """Builder for a local `IEMOCAP_full_release` folder; one `train` split holding every kept turn.
+
+    Example:
+        >>> builder = IemocapBuilder(data_dir="/data/IEMOCAP_full_release", config_name="4class_no_exc")
+        >>> builder.download_and_prepare()
+        >>> dataset = builder.as_dataset(split="train")
+        >>> builder.report  # IemocapReport, also when the Arrow cache was reused
+
+    The cache lives under `cache_dir` (default: the `datasets` cache, `HF_DATASETS_CACHE`) in
+    `iemocap/<config id, which encodes data_dir and options>/<version>/<hash of this module>/`, beside the report in
+    `iemocap_report.json`. Pass `download_mode="force_redownload"` to `download_and_prepare` after editing the corpus.
+    """
+
+    VERSION = datasets.Version("1.0.0")  # also the version of BUILDER_CONFIGS
+    BUILDER_CONFIG_CLASS = IemocapConfig
+    BUILDER_CONFIGS = [IemocapConfig(name=name, label_set=name, version="1.0.0") for name in LABEL_SETS]
+    DEFAULT_CONFIG_NAME = "4class"
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("hash", _module_fingerprint())
+        kwargs.setdefault("dataset_name", "iemocap")
+        super().__init__(*args, **kwargs)
+        self._report: IemocapReport | None = None
+
+    def _info(self) -> datasets.DatasetInfo:
+        if self.config.label_set not in LABEL_SETS:
+            raise ValueError(f"Unknown IEMOCAP label_set {self.config.label_set!r}; choose one of {list(LABEL_SETS)}")
+        class_names, _ = LABEL_SETS[self.config.label_set]
+        return datasets.DatasetInfo(
+            description="IEMOCAP (Busso et al., 2008): dyadic acted sessions, one row per labelled utterance.",
+            homepage="https://sail.usc.edu/iemocap/",
+            features=datasets.Features(
+                {
+                    "id": datasets.Value("string"),
+                    "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
+                    "label": datasets.ClassLabel(names=class_names),
+                    "emotion_code": datasets.Value("string"),
+                    "speaker": datasets.Value("string"),
+                    "session": datasets.Value("int32"),
+                    "gender": datasets.Value("string"),
+                    "dialog": datasets.Value("string"),
+                    "improvised": datasets.Value("bool"),
+                    "text": datasets.Value("string"),
+                    "start": datasets.Value("float32"),
+                    "end": datasets.Value("float32"),
+                    "valence": datasets.Value("float32"),
+                    "arousal": datasets.Value("float32"),
+                    "dominance": datasets.Value("float32"),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        # The whole corpus is checked here, before any Arrow file is written, so that a bad file raises its own
+        # error (errors inside `_generate_examples` are re-raised by `datasets` as a generic DatasetGenerationError).
+        examples, self._report = scan_iemocap(
+            self.config.data_dir, label_set=self.config.label_set, skip_bad_audio=self.config.skip_bad_audio
+        )
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"examples": examples})]
+
+    def _generate_examples(self, examples: list[dict]) -> Iterator[tuple[str, dict]]:
+        for example in examples:
+            yield example["id"], example
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_splits_kwargs):
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_splits_kwargs)
+        # `_output_dir` is still the temporary folder here: the report is moved into the cache with the Arrow files.
+        with open(os.path.join(self._output_dir, REPORT_FILENAME), "w", encoding="utf-8") as handle:
+            json.dump(self._report.to_dict(), handle, indent=2)
+
+    @property
+    def report(self) -> IemocapReport:
+        """The report of the prepared data: from this process's preparation, else from the cache, else re-scanned."""
+        if self._report is None:
+            cached = Path(self.cache_dir) / REPORT_FILENAME
+            if cached.is_file():
+                self._report = IemocapReport.from_dict(json.loads(cached.read_text(encoding="utf-8")))
+            else:
+                _, self._report = scan_iemocap(
+                    self.config.data_dir, label_set=self.config.label_set, skip_bad_audio=self.config.skip_bad_audio
+                )
+        return self._report
+
+
+def load_iemocap(
+    data_dir: str | os.PathLike,
+    *,
+    label_set: str = "4class",
+    skip_bad_audio: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    download_mode: str | datasets.DownloadMode | None = None,
+    return_report: bool = False,
+) -> datasets.Dataset | tuple[datasets.Dataset, IemocapReport]:
+    """Load IEMOCAP as one `datasets.Dataset` (prepared once, then read from the Arrow cache).
+
+    Args:
+        data_dir: the `IEMOCAP_full_release` folder (the one holding Session1..Session5).
+        label_set: `"4class"` (default; exc merged into happy), `"4class_no_exc"` or `"all"`.
+        skip_bad_audio: drop and count turns with a missing/empty/truncated/unreadable wav instead of raising.
+        cache_dir: where the Arrow files go (default: the `datasets` cache).
+        download_mode: `"force_redownload"` re-reads the corpus even if a cache exists.
+        return_report: also return the `IemocapReport` (it is always logged).
+
+    Returns:
+        The dataset (schema: see `IemocapBuilder._info`), or `(dataset, report)` if `return_report`.
+    """
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"Unknown IEMOCAP label_set {label_set!r}; choose one of {list(LABEL_SETS)}")
+    root = resolve_data_dir(data_dir)
+    builder = IemocapBuilder(
+        data_dir=str(root.resolve()),
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        config_name=label_set,
+        skip_bad_audio=skip_bad_audio,
+    )
+    builder.download_and_prepare(download_mode=download_mode)
+    dataset = builder.as_dataset(split="train")
+    report = builder.report
+    _log_report(report)
+    return (dataset, report) if return_report else dataset
