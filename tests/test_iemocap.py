@@ -1,0 +1,366 @@
+"""Tests of the IEMOCAP reader on a hand-written fixture in the release's exact formats.
+
+`tests/fixtures/iemocap_quirks/IEMOCAP_full_release` holds the text files (label files, transcripts, the
+EmoEvaluation subfolders, AppleDouble `._*` files); the wavs listed in `wavs.txt` are written at run time into a
+temporary copy. Its 22 labelled turns (2-3 per speaker, all 10 speakers):
+
+    neu 6, sad 4, ang 3, hap 2, exc 2, fru 1, xxx 1, sur 1, fea 1, oth 1
+    4-class kept 17: neutral 6, angry 3, sad 4, happy 4; per session 4 / 3 / 3 / 3 / 4
+"""
+
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emodistill.data_scripts.audio import decode_audio
+from emodistill.data_scripts.iemocap import (
+    FULL_RELEASE_EXPECTED,
+    FULL_RELEASE_TURNS,
+    IemocapAudioError,
+    IemocapBuilder,
+    IemocapFormatError,
+    IemocapReport,
+    _log_report,
+    check_wav,
+    load_iemocap,
+    parse_emo_evaluation,
+    parse_transcriptions,
+    parse_utterance_id,
+    scan_iemocap,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "iemocap_quirks"
+SES1_LABELS = "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
+SES1_WAV = "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
+COLUMNS = {
+    "id": "string",
+    "emotion_code": "string",
+    "speaker": "string",
+    "session": "int32",
+    "gender": "string",
+    "dialog": "string",
+    "improvised": "bool",
+    "text": "string",
+    "start": "float32",
+    "end": "float32",
+    "valence": "float32",
+    "arousal": "float32",
+    "dominance": "float32",
+}
+
+
+def write_wav(path: Path, seconds: float = 0.25, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    signal = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.shape)
+    sf.write(path, (signal * 32767).astype(np.int16), 16_000, subtype="PCM_16")
+
+
+def make_corpus(destination: Path) -> Path:
+    """Copy the fixture tree to `destination` and write its wavs; returns the IEMOCAP_full_release folder."""
+    root = destination / "IEMOCAP_full_release"
+    shutil.copytree(FIXTURE / "IEMOCAP_full_release", root)
+    wavs = [line for line in (FIXTURE / "wavs.txt").read_text().splitlines() if line and not line.startswith("#")]
+    for seed, relative in enumerate(wavs):
+        write_wav(root / relative, seconds=0.2 + 0.01 * seed, seed=seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A pristine corpus shared by the read-only tests."""
+    return make_corpus(tmp_path_factory.mktemp("iemocap_quirks"))
+
+
+@pytest.fixture
+def own_corpus(tmp_path) -> Path:
+    """A corpus the test may damage."""
+    return make_corpus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("iemocap_cache")
+
+
+@pytest.fixture(scope="module")
+def loaded(corpus, cache_dir):
+    return load_iemocap(corpus, cache_dir=cache_dir, return_report=True)
+
+
+# ------------------------------------------------------------------ pure parsers
+
+
+def test_fixture_keeps_its_crlf_label_file():
+    assert b"\r\n" in (FIXTURE / "IEMOCAP_full_release" / SES1_LABELS).read_bytes()
+
+
+def test_parse_emo_evaluation_crlf_thirds_and_cross_gender(corpus):
+    records = {r.utterance_id: r for r in parse_emo_evaluation(corpus / SES1_LABELS)}
+    assert list(records) == [f"Ses01F_impro01_{s}" for s in ("F000", "F001", "M000", "M001", "M002")]
+    excited = records["Ses01F_impro01_F001"]
+    assert (excited.emotion_code, excited.valence, excited.arousal, excited.dominance) == ("exc", 4.3333, 3.6667, 3.0)
+    assert (excited.start, excited.end) == (10.01, 11.3925)
+    cross_gender = records["Ses01F_impro01_M000"]  # Session 1's male actor speaking in a female-mocap dialog
+    assert (cross_gender.speaker, cross_gender.gender, cross_gender.dialog) == ("Ses01_M", "M", "Ses01F_impro01")
+    assert cross_gender.source == f"{corpus / SES1_LABELS}:16"
+
+
+def test_parse_emo_evaluation_keeps_out_of_range_vad_and_ignores_rater_quirks(corpus):
+    session3 = {
+        r.utterance_id: r for r in parse_emo_evaluation(corpus / "Session3/dialog/EmoEvaluation/Ses03M_impro05a.txt")
+    }
+    assert (session3["Ses03M_impro05a_F000"].valence, session3["Ses03M_impro05a_F000"].arousal) == (0.5, 5.5)
+    # Session 2 has a rater line with two labels and a dimension line without dominance: neither is a block header.
+    session2 = parse_emo_evaluation(corpus / "Session2/dialog/EmoEvaluation/Ses02M_impro03.txt")
+    assert [r.emotion_code for r in session2] == ["hap", "neu", "sad", "xxx"]
+
+
+@pytest.mark.parametrize(
+    "utterance_id, expected",
+    [
+        ("Ses01F_impro01_M000", (1, "M", "Ses01F_impro01")),
+        ("Ses03M_impro05a_F012", (3, "F", "Ses03M_impro05a")),
+        ("Ses05M_script01_1b_F003", (5, "F", "Ses05M_script01_1b")),
+        ("Ses04F_script02_2_M041", (4, "M", "Ses04F_script02_2")),
+    ],
+)
+def test_parse_utterance_id_uses_the_last_group(utterance_id, expected):
+    assert parse_utterance_id(utterance_id) == expected
+
+
+def test_parse_utterance_id_rejects_other_names():
+    with pytest.raises(ValueError, match="Ses01F_impro01_X000"):
+        parse_utterance_id("Ses01F_impro01_X000")
+
+
+def test_parse_transcriptions_skips_and_counts_non_utterance_lines(corpus):
+    skipped = Counter()
+    texts = parse_transcriptions(corpus / "Session1/dialog/transcriptions/Ses01F_impro01.txt", skipped=skipped)
+    assert texts["Ses01F_impro01_F000"] == "Excuse me." and len(texts) == 5
+    parse_transcriptions(corpus / "Session2/dialog/transcriptions/Ses02M_impro03.txt", skipped=skipped)
+    assert skipped == {"transcript id containing 'XX'": 1, "transcript line not starting with 'Ses'": 1}
+    session4 = parse_transcriptions(corpus / "Session4/dialog/transcriptions/Ses04F_script02_2.txt")
+    assert session4["Ses04F_script02_2_F000"] == "[LAUGHTER] You remembered!"
+
+
+def test_malformed_label_header_names_file_and_line(tmp_path):
+    path = tmp_path / "Ses01F_impro01.txt"
+    lines = [
+        "% header",
+        "",
+        "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]",
+        "C-E2:\tNeutral;\t()",
+    ]
+    path.write_text("\n".join(lines + ["", "[10.0100 - 11.3925] Ses01F_impro01_F001 neu [2.5, 2.5, 2.5]"]) + "\n")
+    with pytest.raises(IemocapFormatError, match=rf"{path}:6: malformed label block header"):
+        parse_emo_evaluation(path)
+
+
+def test_unknown_emotion_code_names_file_and_line(tmp_path):
+    path = tmp_path / "Ses01F_impro01.txt"
+    path.write_text("% header\n\n[6.2901 - 8.2357]\tSes01F_impro01_F000\tjoy\t[2.5000, 2.5000, 2.5000]\n")
+    with pytest.raises(IemocapFormatError, match=rf"{path}:3: unknown emotion code 'joy'"):
+        parse_emo_evaluation(path)
+
+
+def test_duplicate_id_across_files_names_both_places(own_corpus):
+    label_file = own_corpus / "Session1/dialog/EmoEvaluation/Ses01F_impro01_copy.txt"
+    shutil.copy(own_corpus / SES1_LABELS, label_file)
+    with pytest.raises(IemocapFormatError, match="duplicate utterance id Ses01F_impro01_F000") as error:
+        scan_iemocap(own_corpus)
+    assert f"{own_corpus / SES1_LABELS}:3" in str(error.value) and f"{label_file}:3" in str(error.value)
+
+
+def test_malformed_transcript_line_names_file_and_line(tmp_path):
+    path = tmp_path / "Ses01F_impro01.txt"
+    path.write_text("Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_F001 006.2901: Hi.\n")
+    with pytest.raises(IemocapFormatError, match=rf"{path}:2: malformed transcript line"):
+        parse_transcriptions(path)
+
+
+# ------------------------------------------------------------------ whole corpus
+
+
+def test_load_iemocap_report_adds_up(loaded):
+    dataset, report = loaded
+    assert (report.total, report.kept, len(dataset)) == (22, 17, 17)
+    assert report.kept + sum(report.dropped.values()) == report.total
+    assert report.dropped == {f"emotion not in label set: {code}": 1 for code in ("fea", "fru", "oth", "sur", "xxx")}
+    assert report.per_class == {"neutral": 6, "angry": 3, "sad": 4, "happy": 4}
+    assert report.per_session == {1: 4, 2: 3, 3: 3, 4: 3, 5: 4}
+    assert report.skipped_transcript_lines == {
+        "transcript id containing 'XX'": 2,
+        "transcript line not starting with 'Ses'": 1,
+    }
+    assert (report.unlabelled_transcripts, report.unlabelled_wavs) == (0, 0)  # `._*.wav` and non-wav files ignored
+    table = str(report)
+    assert "dropped: emotion not in label set: fru" in table and "neutral 6" in table
+
+
+def test_load_iemocap_schema_and_values(loaded):
+    dataset, _ = loaded
+    assert {name: feature.dtype for name, feature in dataset.features.items() if name in COLUMNS} == COLUMNS
+    assert dataset.features["label"].names == ["neutral", "angry", "sad", "happy"]
+    assert dataset.features["audio"].sampling_rate == 16_000
+    rows = {row["id"]: row for row in dataset.select_columns([c for c in dataset.column_names if c != "audio"])}
+    excited = rows["Ses01F_impro01_F001"]
+    assert (excited["emotion_code"], dataset.features["label"].int2str(excited["label"])) == ("exc", "happy")
+    assert rows["Ses01F_impro01_M000"]["speaker"] == "Ses01_M"  # cross-gender turn
+    irregular = rows["Ses05M_script01_1b_F000"]
+    assert (irregular["dialog"], irregular["speaker"], irregular["improvised"]) == (
+        "Ses05M_script01_1b",
+        "Ses05_F",
+        False,
+    )
+    assert rows["Ses03M_impro05a_F000"]["improvised"] and rows["Ses03M_impro05a_F000"]["session"] == 3
+    assert rows["Ses03M_impro05a_F000"]["valence"] == 0.5 and rows["Ses03M_impro05a_F000"]["dominance"] == 5.5
+    assert rows["Ses04F_script02_2_F000"]["text"] == "[LAUGHTER] You remembered!"
+    assert sorted({row["speaker"] for row in rows.values()}) == sorted(
+        f"Ses0{s}_{g}" for s in range(1, 6) for g in "FM"
+    )
+
+
+def test_audio_is_stored_as_path_and_decodes_to_16khz(loaded, corpus):
+    dataset, _ = loaded
+    stored = dataset.data.column("audio")[0].as_py()
+    assert stored["bytes"] is None and stored["path"] == str((corpus / SES1_WAV).resolve())
+    waveform, sampling_rate = decode_audio(dataset[0]["audio"])
+    assert sampling_rate == 16_000 and waveform.dtype == np.float32 and waveform.shape == (3200,)
+    assert 0.2 < np.abs(waveform).max() <= 1.0
+
+
+def test_cache_reuse_keeps_the_report(loaded, corpus, cache_dir):
+    _, first_report = loaded
+    builder = IemocapBuilder(
+        data_dir=str(corpus.resolve()), cache_dir=str(cache_dir), config_name="4class", skip_bad_audio=False
+    )
+    assert (Path(builder.cache_dir) / "iemocap_report.json").is_file()
+    dataset, report = load_iemocap(corpus, cache_dir=cache_dir, return_report=True)
+    assert report == first_report and len(dataset) == 17
+
+
+def test_other_label_sets(corpus, cache_dir):
+    _, no_exc = scan_iemocap(corpus, label_set="4class_no_exc")
+    assert no_exc.kept == 15 and no_exc.dropped["emotion not in label set: exc"] == 2
+    assert no_exc.per_class == {"neutral": 6, "angry": 3, "sad": 4, "happy": 2}
+    dataset, everything = load_iemocap(corpus, label_set="all", cache_dir=cache_dir, return_report=True)
+    assert (everything.kept, everything.dropped, len(dataset)) == (22, {}, 22)
+    assert dataset.features["label"].names == [
+        "neu",
+        "ang",
+        "sad",
+        "hap",
+        "exc",
+        "fru",
+        "sur",
+        "fea",
+        "oth",
+        "dis",
+        "xxx",
+    ]
+    assert [dataset.features["label"].int2str(label) for label in dataset["label"]] == dataset["emotion_code"]
+    with pytest.raises(ValueError, match="Unknown IEMOCAP label_set 'five'"):
+        load_iemocap(corpus, label_set="five", cache_dir=cache_dir)
+
+
+def test_missing_transcript_and_unlabelled_files_are_counted(own_corpus):
+    transcript = own_corpus / "Session2/dialog/transcriptions/Ses02M_impro03.txt"
+    lines = transcript.read_text().splitlines()
+    lines = [line for line in lines if not line.startswith("Ses02M_impro03_F001 ")]
+    transcript.write_text("\n".join(lines + ["Ses02M_impro03_F099 [020.0000-021.0000]: Unlabelled."]) + "\n")
+    write_wav(own_corpus / "Session2/sentences/wav/Ses02M_impro03/Ses02M_impro03_F099.wav")
+    _, report = scan_iemocap(own_corpus)
+    assert report.kept == 16 and report.dropped["no transcript"] == 1
+    assert (report.unlabelled_transcripts, report.unlabelled_wavs) == (1, 1)
+
+
+def _damage(path: Path, kind: str) -> None:
+    if kind == "missing":
+        path.unlink()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":  # the header still declares every frame
+        path.write_bytes(path.read_bytes()[:-1000])
+    elif kind == "8 kHz":
+        sf.write(path, np.zeros(800, dtype=np.int16), 8_000, subtype="PCM_16")
+    elif kind == "not a wav":
+        path.write_text("not audio at all")
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("missing", "missing file"),
+        ("empty", "empty file"),
+        ("truncated", "truncated"),
+        ("8 kHz", "not 16 kHz mono 16-bit PCM wav"),
+        ("not a wav", "unreadable"),
+    ],
+)
+def test_bad_audio_is_an_error_naming_the_file_or_skipped_on_request(own_corpus, kind, reason):
+    wav = own_corpus / SES1_WAV
+    assert check_wav(wav) is None
+    _damage(wav, kind)
+    assert check_wav(wav).startswith(reason)
+    with pytest.raises(IemocapAudioError, match=rf"{wav}: {reason}"):
+        scan_iemocap(own_corpus)
+    _, report = scan_iemocap(own_corpus, skip_bad_audio=True)
+    assert report.kept == 16 and report.dropped[f"bad audio (skipped on request): {reason}"] == 1
+    assert report.kept + sum(report.dropped.values()) == report.total
+
+
+def test_bad_audio_error_surfaces_through_load_iemocap(own_corpus, tmp_path):
+    _damage(own_corpus / SES1_WAV, "truncated")
+    with pytest.raises(IemocapAudioError, match="Ses01F_impro01_F000.wav: truncated"):
+        load_iemocap(own_corpus, cache_dir=tmp_path / "cache")
+    dataset, report = load_iemocap(own_corpus, cache_dir=tmp_path / "cache", skip_bad_audio=True, return_report=True)
+    assert len(dataset) == 16 and "Ses01F_impro01_F000" not in dataset["id"]
+    assert report.dropped["bad audio (skipped on request): truncated"] == 1
+
+
+def test_bad_audio_of_a_dropped_turn_is_not_checked(own_corpus):
+    (own_corpus / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M001.wav").unlink()  # fru
+    assert scan_iemocap(own_corpus)[1].kept == 17
+
+
+def test_wrong_data_dir_errors_explain_what_to_pass(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"sail\.usc\.edu/iemocap"):
+        load_iemocap(None)
+    with pytest.raises(FileNotFoundError, match="is not a folder.*licence"):
+        load_iemocap(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=f"parent folder: use data_dir='{corpus}'"):
+        load_iemocap(corpus.parent)
+    with pytest.raises(FileNotFoundError, match=f"single session folder: use its parent data_dir='{corpus}'"):
+        load_iemocap(corpus / "Session2")
+    with pytest.raises(FileNotFoundError, match="does not hold Session1..Session5"):
+        load_iemocap(tmp_path)
+
+
+def test_full_release_counts_are_compared_in_the_log(caplog):
+    expected = FULL_RELEASE_EXPECTED["4class"]
+    report = IemocapReport(
+        data_dir="IEMOCAP_full_release",
+        label_set="4class",
+        total=FULL_RELEASE_TURNS,
+        kept=expected["kept"],
+        dropped={"emotion not in label set: xxx": FULL_RELEASE_TURNS - expected["kept"]},
+        per_class=dict(expected["per_class"]),
+        per_session=dict(expected["per_session"]),
+    )
+    assert report.compare_with_full_release() == []
+    with caplog.at_level(logging.INFO, logger="emodistill.data_scripts.iemocap"):
+        _log_report(report)
+    assert "match the published full-release counts" in caplog.text
+    report.per_session[5] -= 1
+    report.per_session[4] += 1
+    with caplog.at_level(logging.INFO, logger="emodistill.data_scripts.iemocap"):
+        _log_report(report)
+    assert "per_session: expected" in caplog.text
+    with pytest.raises(AssertionError, match="does not add up"):
+        IemocapReport(data_dir="x", label_set="4class", total=3, kept=1, dropped={"no transcript": 1})
