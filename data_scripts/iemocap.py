@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 SAMPLING_RATE = 16_000
 NUM_SESSIONS = 5
 
-# Every emotion code of the release with its number of turns (all 10,039 labelled turns).
+# Every emotion code of the release (an unknown code is an error: it would mean a corrupted or foreign file).
 EMOTION_CODES = ("neu", "ang", "sad", "hap", "exc", "fru", "sur", "fea", "oth", "dis", "xxx")
 
 # label set -> (class names, corpus code -> class name); codes absent from the mapping are dropped.
@@ -565,6 +565,9 @@ class IemocapBuilder(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "4class"
 
     def __init__(self, *args, **kwargs):
+        # `IemocapBuilder(label_set="all")` picks the config of that name rather than relabelling the default one.
+        if "label_set" in kwargs and kwargs.get("config_name") is None:
+            kwargs["config_name"] = kwargs.pop("label_set")
         kwargs.setdefault("hash", _module_fingerprint())
         kwargs.setdefault("dataset_name", "iemocap")
         super().__init__(*args, **kwargs)

@@ -241,6 +241,8 @@ def test_cache_reuse_keeps_the_report(loaded, corpus, cache_dir):
         data_dir=str(corpus.resolve()), cache_dir=str(cache_dir), config_name="4class", skip_bad_audio=False
     )
     assert (Path(builder.cache_dir) / "iemocap_report.json").is_file()
+    assert builder.report == first_report  # read back from the JSON beside the Arrow files
+    assert IemocapBuilder(data_dir=str(corpus), cache_dir=str(cache_dir), label_set="all").config.name == "all"
     dataset, report = load_iemocap(corpus, cache_dir=cache_dir, return_report=True)
     assert report == first_report and len(dataset) == 17
 
