@@ -4,10 +4,27 @@ This file ships to the hub next to the weights (``trust_remote_code``), so it im
 huggingface_hub and the standard library.
 """
 
+import copy
+import shutil
+from pathlib import Path
+
 from huggingface_hub.dataclasses import strict
 from transformers import HubertConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 POOLING_MODES = ("mean", "max")
+# Hub users: `pipeline("audio-classification", model=<repo>, trust_remote_code=True)` reads this config.json entry and
+# loads the class from `pipeline_emodistill.py`, which `save_pretrained` copies next to the weights.
+PIPELINE_FILE = "pipeline_emodistill.py"
+CUSTOM_PIPELINES = {
+    "audio-classification": {
+        "impl": "pipeline_emodistill.EmoDistillAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
+}
 
 
 @strict
@@ -29,6 +46,9 @@ class EmoDistillConfig(HubertConfig):
     """
 
     model_type = "emodistill"
+    # Set by the installed `emodistill` package, which registers the pipeline on import: `transformers.pipeline`
+    # refuses a config listing `custom_pipelines` unless `trust_remote_code=True`, so its configs do not list it.
+    serves_pipeline_locally = False
     # The projections and hidden states are training signals, not predictions: `Trainer` keeps them out of
     # `compute_metrics`.
     keys_to_ignore_at_inference = ["linguistic_embedding", "prosodic_embedding", "hidden_states", "attentions"]
@@ -41,6 +61,9 @@ class EmoDistillConfig(HubertConfig):
     def __post_init__(self, **kwargs):
         # A HuBERT checkpoint's config.json says model_type="hubert"; loaded into this class it becomes a student.
         kwargs.pop("model_type", None)
+        kwargs.pop("custom_pipelines", None)  # always `CUSTOM_PIPELINES`, see `to_dict`
+        if not self.serves_pipeline_locally:
+            self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         if self.projection_hidden_size is None:
             self.projection_hidden_size = self.hidden_size
         super().__post_init__(**kwargs)
@@ -54,6 +77,20 @@ class EmoDistillConfig(HubertConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+
+    def to_dict(self) -> dict:
+        # Written whoever saves (installed package or hub code): the saved folder then serves hub users too.
+        return {**super().to_dict(), "custom_pipelines": copy.deepcopy(CUSTOM_PIPELINES)}
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        if self._auto_class is not None:  # the code files go with the weights: add the pipeline's (before a push)
+            source = Path(__file__).with_name(PIPELINE_FILE)
+            if source.is_file():
+                Path(save_directory).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, Path(save_directory) / PIPELINE_FILE)
+            else:
+                logger.warning(f"{source} not found: {save_directory} will not serve the EmoDistill pipeline.")
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
 __all__ = ["EmoDistillConfig"]
