@@ -7,6 +7,7 @@ same generic choice. `package_dir` therefore installs the three folders *under o
     modeling_emodistill/  ->  emodistill.modeling_emodistill
     trainers/             ->  emodistill.trainers
     data_scripts/         ->  emodistill.data_scripts
+    model_cards/          ->  emodistill.model_cards
 
 so `pip install .` adds exactly one top-level name to site-packages. Code always imports through `emodistill.`.
 """
@@ -17,6 +18,7 @@ PACKAGES = {
     "emodistill.modeling_emodistill": "modeling_emodistill",
     "emodistill.trainers": "trainers",
     "emodistill.data_scripts": "data_scripts",
+    "emodistill.model_cards": "model_cards",
 }
 
 # Lower bounds are the versions this project's test suite was run with (see README).
@@ -52,7 +54,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"emodistill.trainers": ["metrics/*.py"], "emodistill.data_scripts": ["*.txt"]},
+    package_data={"emodistill.trainers": ["ser_metrics/*.py"], "emodistill.model_cards": ["*.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={

@@ -5,6 +5,7 @@ definitions of WA, UA, macro-F1 and how classes absent from the references are t
 folder, so no network access or `HF_HUB_OFFLINE` setting is needed.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,21 @@ SCALAR_METRICS = ("wa", "ua", "macro_f1")
 def load_ser_metric(**kwargs) -> evaluate.Metric:
     """The SER `evaluate` metric (WA, UA, macro-F1, per-class recall, confusion); `kwargs` go to `evaluate.load`."""
     return evaluate.load(str(SER_METRIC_PATH), **kwargs)
+
+
+@functools.cache
+def _shared_metric() -> evaluate.Metric:
+    return load_ser_metric(keep_in_memory=True)
+
+
+def ser_scores(predictions, references, num_labels: int, label_names: Sequence[str] | None = None) -> dict:
+    """All SER metrics of class-id arrays in one call (fractions), through the shared in-memory metric."""
+    return _shared_metric().compute(
+        predictions=np.asarray(predictions).reshape(-1),
+        references=np.asarray(references).reshape(-1),
+        num_labels=num_labels,
+        label_names=list(label_names) if label_names is not None else None,
+    )
 
 
 def make_compute_metrics(label_names: Sequence[str]) -> Callable[[EvalPrediction], dict[str, float]]:
