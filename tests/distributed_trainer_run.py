@@ -7,6 +7,7 @@ import torch.distributed as dist
 from datasets import Dataset
 
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
+
 from tiny_models import feature_extractor, tiny_student, toy_rows
 
 

@@ -46,7 +46,9 @@ def t(values, dtype=torch.float32):
 
 @pytest.mark.parametrize("tau", [1.0, 2.0, 4.0, 0.5])
 def test_logit_kd_matches_hand_computation(tau):
-    assert logit_kd_loss(t(STUDENT), t(LINGUISTIC), tau).item() == pytest.approx(kd_by_hand(STUDENT, LINGUISTIC, tau), rel=1e-5)
+    assert logit_kd_loss(t(STUDENT), t(LINGUISTIC), tau).item() == pytest.approx(
+        kd_by_hand(STUDENT, LINGUISTIC, tau), rel=1e-5
+    )
 
 
 def test_logit_kd_is_zero_for_identical_logits_and_direction_is_teacher_to_student():

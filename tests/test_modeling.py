@@ -5,6 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, HubertConfig, HubertModel
 
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification, EmoDistillOutput
+
 from tiny_models import LINGUISTIC_DIM, PROSODIC_DIM, tiny_student, tiny_student_config
 
 

