@@ -1,0 +1,100 @@
+"""Shared helpers of the benchmarks: machine description, alternating paired timings, JSON results.
+
+Timings on a shared machine drift with whatever else runs, so every comparison is a *ratio* measured in one process:
+the two (or more) sides run alternately, once each per repetition (their order rotating between repetitions), and the
+report gives the median of each side and the median of the per-repetition ratios, with every repetition listed.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_LOAD_AT_START = list(os.getloadavg())
+
+
+def base_parser(description: str, repetitions: int) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: runs in seconds")
+    parser.add_argument("--repetitions", type=int, default=repetitions, help="alternating repetitions per comparison")
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (default: bench/results/<name>.json)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice). On a busy shared machine 1 avoids the spin-wait "
+        "stalls of oversubscribed threads, which swamp the ratios",
+    )
+    return parser
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def machine_info() -> dict:
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": _LOAD_AT_START,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", *sys.argv]),
+    }
+
+
+def time_call(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(sides: dict[str, Callable[[], object]], repetitions: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each side, `repetitions` times, the sides interleaved and their order rotated."""
+    names = list(sides)
+    for _ in range(warmup):
+        for name in names:
+            sides[name]()
+    times = {name: [] for name in names}
+    for rep in range(repetitions):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in order:
+            times[name].append(time_call(sides[name]))
+    return times
+
+
+def ratio_summary(numerator: list[float], denominator: list[float]) -> dict:
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    return {
+        "median_ratio": statistics.median(ratios),
+        "ratio_of_medians": statistics.median(numerator) / statistics.median(denominator),
+        "per_repetition_ratios": ratios,
+    }
+
+
+def side_summary(times: list[float]) -> dict:
+    return {"median_s": statistics.median(times), "min_s": min(times), "per_repetition_s": times}
+
+
+def write_result(name: str, result: dict, output: Path | None) -> Path:
+    path = output or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "machine": machine_info(), **result}
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

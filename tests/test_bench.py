@@ -1,0 +1,62 @@
+"""Each benchmark runs with `--quick` and writes the documented JSON (values are timings: only their form is checked)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+MACHINE_KEYS = {"cpu_count", "torch_threads", "torch_version", "date", "command", "load_average_at_start"}
+
+
+def run_quick(script: str, tmp_path: Path) -> dict:
+    output = tmp_path / f"{script}.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), "--quick", "--threads", "1", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote" in result.stdout
+    report = json.loads(output.read_text())
+    assert report["benchmark"] == script and report["quick"] is True
+    assert MACHINE_KEYS <= report["machine"].keys()
+    assert "--quick" in report["machine"]["command"] and report["machine"]["torch_threads"] == 1
+    return report
+
+
+def assert_ratio(summary: dict, repetitions: int):
+    assert summary["median_ratio"] > 0 and summary["ratio_of_medians"] > 0
+    assert len(summary["per_repetition_ratios"]) == repetitions
+
+
+def test_kd_overhead(tmp_path):
+    report = run_quick("kd_overhead", tmp_path)
+    (setting,) = report["settings"]
+    assert setting["setting"] == "small_default_student"
+    assert set(setting["sides"]) == {"ce_plain_trainer", "kd_cached", "kd_online"}
+    for key in ("kd_over_ce_ratio_cached", "kd_over_ce_ratio_online"):
+        assert_ratio(setting[key], report["repetitions"])
+        assert report[key] == pytest.approx(setting[key]["median_ratio"])
+
+
+def test_inference(tmp_path):
+    report = run_quick("inference", tmp_path)
+    (setting,) = report["settings"]
+    assert {"raw_bs1", "pipeline_bs1", "raw_bs8", "pipeline_bs8", "cascade_bs1"} == set(setting["sides"])
+    for summary in setting["pipeline_over_raw_throughput"].values():
+        assert_ratio(summary, report["repetitions"])
+    assert_ratio(setting["cascade_over_student_speedup"], report["repetitions"])
+    assert setting["real_time_factor_bs1"] > 0 and "ASR" in report["cascade_note"]
+
+
+def test_features(tmp_path):
+    report = run_quick("features", tmp_path)
+    assert report["utterances"] == 20 and report["audio_seconds"] > 0
+    assert_ratio(report["parallel_speedup"], report["repetitions"])
+    assert_ratio(report["cached_over_first_run"], report["repetitions"])
+    # A cache hit skips decoding and openSMILE: even on a noisy machine it is far cheaper than extraction.
+    assert report["cached_over_first_run"]["median_ratio"] < 0.5
