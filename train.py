@@ -38,7 +38,7 @@ import datasets
 import transformers
 from accelerate import PartialState
 from tqdm.auto import tqdm
-from transformers import AutoConfig, HfArgumentParser
+from transformers import AutoConfig, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from emodistill.data_scripts.audio import decode_audio
@@ -266,6 +266,9 @@ def run_fold(fold, model_args, data_args, training_args, teacher_settings, label
                         name, fold, teacher_settings, data_args.cache_dir, num_labels=len(label_names)
                     )
     linguistic_dim = AutoConfig.from_pretrained(model_args.linguistic_teacher_name_or_path).hidden_size
+    # The student's initialisation must not depend on whether the teachers were trained in this process or read
+    # from the cache (nor on the ablation): seed right before building it.
+    set_seed(training_args.seed)
     model, extractor = build_student(
         model_args.student_model_name_or_path,
         label_names,
