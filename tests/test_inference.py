@@ -10,11 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
-from tiny_models import LABELS, feature_extractor, tiny_student
 from transformers import AudioClassificationPipeline, Wav2Vec2Config, Wav2Vec2ForSequenceClassification, pipeline
 
 from emodistill.modeling_emodistill import EmoDistillAudioClassificationPipeline, EmoDistillForAudioClassification
 from emodistill.trainers.predict import main
+
+from tiny_models import LABELS, feature_extractor, tiny_student
 
 RATE = 16_000
 

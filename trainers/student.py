@@ -56,12 +56,11 @@ def build_student(
     )
     if model_name_or_path is None:
         model = EmoDistillForAudioClassification(small_student_config(**labels))
-        # No per-utterance normalisation: loudness is a prosodic cue the small student should hear.
         extractor = Wav2Vec2FeatureExtractor(
             feature_size=1,
             sampling_rate=SAMPLING_RATE,
             padding_value=0.0,
-            do_normalize=False,
+            do_normalize=True,
             return_attention_mask=True,
         )
         return model, extractor

@@ -42,12 +42,12 @@ class TeacherSettings:
     """Everything that determines a trained teacher, hence part of its cache key."""
 
     linguistic_backbone: str = DEFAULT_LINGUISTIC_BACKBONE
-    linguistic_epochs: int = 3
+    linguistic_epochs: int = 2
     linguistic_learning_rate: float = 5e-5
     linguistic_batch_size: int = 16
     prosodic_channels: tuple[int, ...] = (8, 16, 32, 64)
     prosodic_embedding_dim: int = 128
-    prosodic_epochs: int = 15
+    prosodic_epochs: int = 12
     prosodic_learning_rate: float = 1e-3
     prosodic_batch_size: int = 16
     patience: int = 3
