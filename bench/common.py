@@ -21,6 +21,9 @@ import torch
 import transformers
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+LABELS = ["neutral", "angry", "sad", "happy"]
+TEXTS = ["fine thanks", "this is outrageous", "i miss her so much", "what wonderful news"]  # one per label
+RATE = 16_000
 _LOAD_AT_START = list(os.getloadavg())
 
 

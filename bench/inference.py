@@ -19,7 +19,17 @@ import tempfile
 
 import numpy as np
 import torch
-from common import alternate, apply_threads, base_parser, ratio_summary, side_summary, write_result
+from common import (
+    LABELS,
+    RATE,
+    TEXTS,
+    alternate,
+    apply_threads,
+    base_parser,
+    ratio_summary,
+    side_summary,
+    write_result,
+)
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor, pipeline
 
 from emodistill.data_scripts.egemaps import extract_egemaps
@@ -32,9 +42,6 @@ from emodistill.trainers.teachers import (
     ProsodicTeacherConfig,
 )
 
-LABELS = ["neutral", "angry", "sad", "happy"]
-TEXTS = ["fine thanks", "this is outrageous", "i miss her so much", "what wonderful news"]
-RATE = 16_000
 BATCH_SIZES = (1, 8)
 # (name, backbone configuration, number of clips, clip lengths in seconds, cycled)
 SETTINGS = [

@@ -18,7 +18,17 @@ import tempfile
 
 import numpy as np
 import torch
-from common import alternate, apply_threads, base_parser, ratio_summary, side_summary, write_result
+from common import (
+    LABELS,
+    RATE,
+    TEXTS,
+    alternate,
+    apply_threads,
+    base_parser,
+    ratio_summary,
+    side_summary,
+    write_result,
+)
 from transformers import (
     AutoTokenizer,
     HubertConfig,
@@ -38,9 +48,6 @@ from emodistill.trainers.teachers import (
     ProsodicTeacherConfig,
 )
 
-LABELS = ["neutral", "angry", "sad", "happy"]
-TEXTS = ["fine thanks", "this is outrageous", "i miss her so much", "what wonderful news"]
-RATE = 16_000
 # (name, backbone configuration, batch size, seconds of audio per example) for the full run.
 SETTINGS = [
     ("small_default_student", SMALL_STUDENT, 8, 3.0),
