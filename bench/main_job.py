@@ -27,22 +27,23 @@ QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1", "--num_train
          "--linguistic_teacher_epochs", "1", "--prosodic_teacher_epochs", "1"]  # fmt: skip
 
 
-def measure(command: list[str], env: dict) -> dict:
-    """Runs `command`, returning its wall time, peak RSS of the process tree and exit code."""
+def measure(command: list[str], env: dict, log_path: Path) -> dict:
+    """Runs `command` (its output to `log_path`), returning its wall time and the peak RSS of its process tree."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass  # a child ended between listing and reading it
-        time.sleep(0.1)
+    # To a file, not a pipe: a pipe nobody reads fills up and blocks the child on its next progress bar.
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        root, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass  # a child ended between listing and reading it
+            time.sleep(0.1)
     wall = time.perf_counter() - started
-    stderr = process.stderr.read()
     if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed, see {log_path}:\n{log_path.read_text()[-3000:]}")
     return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak / 2**20, 1)}
 
 
@@ -57,11 +58,15 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
+        runs_dir.mkdir(parents=True, exist_ok=True)
         for name, extra in (("emodistill", []), ("no_teachers", ["--ablation", "no_teachers"])):
             output_dir = runs_dir / name
             command = [sys.executable, str(REPO / "train.py"), "--output_dir", str(output_dir), *train_args, *extra]
             env = {**os.environ, "EMODISTILL_CACHE": f"{scratch}/cache_{name}"}
-            runs[name] = {"command": " ".join(["python", "train.py", *train_args, *extra]), **measure(command, env)}
+            runs[name] = {
+                "command": " ".join(["python", "train.py", *train_args, *extra]),
+                **measure(command, env, runs_dir / f"{name}.log"),
+            }
             results = json.loads((output_dir / "results.json").read_text())
             if not args.quick:  # the tables the README quotes, kept beside the figures
                 table = Path(args.output).with_name(f"main_job_{name}_results.md")
