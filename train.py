@@ -202,17 +202,19 @@ def add_waveforms(dataset: datasets.Dataset, num_proc: int | None) -> datasets.D
     """Decodes each utterance once into an `input_values` column (16 kHz float32), cached in Arrow like eGeMAPS."""
 
     def decode(batch):
-        return {"input_values": [decode_audio(audio)[0] for audio in batch["audio"]]}
+        waveforms = [decode_audio(audio)[0] for audio in batch["audio"]]
+        return {"input_values": waveforms, "num_samples": [len(w) for w in waveforms]}
 
     features = dataset.features.copy()
     features["input_values"] = datasets.Sequence(datasets.Value("float32"))
+    features["num_samples"] = datasets.Value("int64")
     return dataset.map(
         decode,
         batched=True,
         batch_size=16,
         num_proc=num_proc,
         features=features,
-        new_fingerprint=f"{dataset._fingerprint}-waveforms-v1",
+        new_fingerprint=f"{dataset._fingerprint}-waveforms-v2",
         desc="Decoding audio",
     )
 
@@ -246,9 +248,8 @@ def prepare_corpus(data_args: DataArguments) -> tuple[datasets.Dataset, dict]:
 
 def student_split(split: datasets.Dataset, teacher_results: dict, max_samples: int | None = None) -> datasets.Dataset:
     """The student's view of a split: waveform, label, `length` (for length-grouped batches), teacher columns."""
-    lengths = [len(x) if max_samples is None else min(len(x), max_samples) for x in split["input_values"]]
-    columns = ["id", "input_values", "label"]
-    split = split.select_columns(columns).add_column("length", lengths)
+    lengths = [n if max_samples is None else min(n, max_samples) for n in split["num_samples"]]
+    split = split.select_columns(["id", "input_values", "label"]).add_column("length", lengths)
     return attach_teacher_outputs(split, teacher_results).remove_columns("id")
 
 
@@ -296,14 +297,8 @@ def run_fold(fold, model_args, data_args, training_args, teacher_settings, label
         logger.info("Fold %d: resuming from %s", spec.fold, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     prediction = trainer.predict(test)  # gathered across processes, each test utterance exactly once
-    scores = ser_scores(
-        prediction.predictions[0].argmax(-1)
-        if isinstance(prediction.predictions, tuple)
-        else prediction.predictions.argmax(-1),
-        prediction.label_ids,
-        len(label_names),
-        label_names,
-    )
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    scores = ser_scores(logits.argmax(-1), prediction.label_ids, len(label_names), label_names)
     if state.is_main_process:
         trainer.save_model(fold_dir / "model")
         extractor.save_pretrained(fold_dir / "model")

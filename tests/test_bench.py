@@ -60,3 +60,30 @@ def test_features(tmp_path):
     assert_ratio(report["cached_over_first_run"], report["repetitions"])
     # A cache hit skips decoding and openSMILE: even on a noisy machine it is far cheaper than extraction.
     assert report["cached_over_first_run"]["median_ratio"] < 0.5
+
+
+def test_main_job(tmp_path):
+    output = tmp_path / "main_job.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "main_job.py"),
+            "--quick",
+            "--output",
+            str(output),
+            "--runs_dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["benchmark"] == "main_job" and report["quick"] is True
+    for name in ("emodistill", "no_teachers"):
+        run = report["runs"][name]
+        assert run["wall_s"] > 0 and run["peak_rss_mib"] > 100 and run["folds"] == 1
+        assert set(run["mean"]) == {"wa", "ua", "macro_f1"}
+        assert (tmp_path / "runs" / name / "results.json").exists()
+    assert "--ablation no_teachers" in report["runs"]["no_teachers"]["command"]

@@ -118,6 +118,7 @@ def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch)
     )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["folds"][0]["teachers"] == {} and results["config"]["use_linguistic_teacher"] is False
+    assert "| w/o f_T^P and f_T^L (CE only) (this run) |" in (tmp_path / "results.md").read_text()
 
 
 def launch(script_args, processes_group: bool, timeout=600):

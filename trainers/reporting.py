@@ -16,6 +16,15 @@ PAPER_ROWS = {
     "EmoDistill, HuBERT-large (paper)": (77.49, 78.91),
     "w/o f_T^P and f_T^L, HuBERT-base (paper)": (69.92, 70.17),
 }
+# The paper's names of the ablation rows (Table 2).
+ABLATION_NAMES = {
+    "none": "EmoDistill",
+    "no_logit_kd": "w/o L_logits",
+    "no_embedding_kd": "w/o L_embedding",
+    "no_prosodic_teacher": "w/o f_T^P",
+    "no_linguistic_teacher": "w/o f_T^L",
+    "no_teachers": "w/o f_T^P and f_T^L (CE only)",
+}
 SYNTHETIC_LICENCE = (
     "Trained on the synthetic IEMOCAP-layout corpus that EmoDistill generates with espeak-ng (no real speech, no "
     "licence restriction). Its numbers say nothing about real emotional speech."
@@ -60,7 +69,7 @@ def results_table(results: dict) -> str:
     """The paper's table layout (variant, WA, UA) with this run's rows first, then its per-fold rows."""
     config = results["config"]
     mean, std = results["mean"], results["std"]
-    variant = "EmoDistill" if config.get("ablation", "none") == "none" else f"EmoDistill, {config['ablation']}"
+    variant = ABLATION_NAMES[config.get("ablation", "none")]
     lines = ["| Variant | Inf. backbone | WA | UA | macro-F1 |", "|---|---|---|---|---|"]
     lines.append(
         f"| {variant} (this run) | {config.get('student', 'student')} | {_pm(mean['wa'], std['wa'])} | "
