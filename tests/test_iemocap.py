@@ -67,6 +67,7 @@ def make_corpus(destination: Path) -> Path:
     shutil.copytree(FIXTURE / "IEMOCAP_full_release", root)
     wavs = [line for line in (FIXTURE / "wavs.txt").read_text().splitlines() if line and not line.startswith("#")]
     for seed, relative in enumerate(wavs):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)  # git keeps no empty wav folders
         write_wav(root / relative, seconds=0.2 + 0.01 * seed, seed=seed)
     return root
 
