@@ -300,7 +300,9 @@ def run_fold(fold, model_args, data_args, training_args, teacher_settings, label
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     scores = ser_scores(logits.argmax(-1), prediction.label_ids, len(label_names), label_names)
     if state.is_main_process:
-        trainer.save_model(fold_dir / "model")
+        # `save_pretrained`, not `trainer.save_model`: the published folder holds safetensors and JSON only (no
+        # pickled training_args.bin).
+        trainer.model.save_pretrained(fold_dir / "model")
         extractor.save_pretrained(fold_dir / "model")
     best_validation_ua = trainer.state.best_metric
     return {

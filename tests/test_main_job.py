@@ -67,6 +67,7 @@ def test_results_schema_and_artefacts(finished_run):
 def test_fold_model_is_served_by_the_pipeline_and_the_card_has_model_index(finished_run):
     root, _ = finished_run
     model_dir = root / "out" / "fold_01" / "model"
+    assert {path.suffix for path in model_dir.iterdir()} <= {".json", ".safetensors", ".py", ".md"}
     classifier = pipeline("audio-classification", model=str(model_dir))
     predictions = classifier(np.random.default_rng(0).standard_normal(16000).astype(np.float32), top_k=4)
     assert {p["label"] for p in predictions} == {"neutral", "angry", "sad", "happy"}
@@ -119,6 +120,31 @@ def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["folds"][0]["teachers"] == {} and results["config"]["use_linguistic_teacher"] is False
     assert "| w/o f_T^P and f_T^L (CE only) (this run) |" in (tmp_path / "results.md").read_text()
+
+
+def test_temperature_sweep_runs_one_cross_validation_per_value_and_plots(finished_run, tmp_path):
+    root, _ = finished_run
+    train.main(
+        [
+            "--cache_dir",
+            str(root / "cache"),
+            "--output_dir",
+            str(tmp_path),
+            "--folds",
+            "1",
+            "--tau_sweep",
+            "prosodic=0.5,2",
+            *TINY_RUN,
+        ]
+    )
+    sweep = json.loads((tmp_path / "tau_sweep.json").read_text())
+    assert sweep["teacher"] == "prosodic" and [p["tau"] for p in sweep["points"]] == [0.5, 2.0]
+    assert (tmp_path / "tau_sweep.png").stat().st_size > 1000
+    for tau in ("0.5", "2"):
+        config = json.loads((tmp_path / f"tau_prosodic_{tau}" / "results.json").read_text())["config"]
+        # Fig. 2 (left): the linguistic teacher is removed and tau_P varies.
+        assert config["tau_prosodic"] == float(tau) and config["use_linguistic_teacher"] is False
+        assert config["ablation"] == "no_linguistic_teacher"
 
 
 def launch(script_args, processes_group: bool, timeout=600):
