@@ -3,33 +3,16 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tiny_models import two_cpu_processes_command
 
 TESTS = Path(__file__).parent
 
 
 def test_two_cpu_processes_form_one_distributed_job(tmp_path):
-    # `--multi_gpu` on a CPU machine plus the trainer's `use_cpu=True` forms one gloo group of two processes;
-    # `--cpu --num_processes 2` would silently start a single process.
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29533",
-        str(TESTS / "distributed_trainer_run.py"),
-        str(tmp_path),
-    ]
+    # The trainer's `use_cpu=True` (in distributed_trainer_run.py) makes the two processes one gloo group.
+    command = two_cpu_processes_command(str(TESTS / "distributed_trainer_run.py"), str(tmp_path), port=29533)
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -15,7 +15,7 @@ from transformers import AudioClassificationPipeline, Wav2Vec2Config, Wav2Vec2Fo
 from emodistill.modeling_emodistill import EmoDistillAudioClassificationPipeline, EmoDistillForAudioClassification
 from emodistill.trainers.predict import main
 
-from tiny_models import LABELS, feature_extractor, tiny_student
+from tiny_models import BLOCK_PROJECT_IMPORTS, LABELS, feature_extractor, tiny_student
 
 RATE = 16_000
 
@@ -237,17 +237,8 @@ def test_cli_text_output_and_unreadable_file(saved_student, tmp_path, capsys):
     assert "broken.wav" in captured.err and captured.out == ""
 
 
-HUB_USER = textwrap.dedent(
+HUB_USER = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoProject(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "emodistill" or name.startswith("emodistill."):
-                raise ImportError(f"blocked import of {name}")
-            return None
-
-    sys.meta_path.insert(0, NoProject())
     import numpy as np
     from transformers import pipeline
 

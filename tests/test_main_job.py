@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from huggingface_hub import ModelCard
 from transformers import pipeline
 
 from emodistill.trainers import teacher_training
+
+from tiny_models import two_cpu_processes_command
 
 REPO = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("train", REPO / "train.py")
@@ -29,6 +30,15 @@ TINY_RUN = [
     "--max_train_seconds", "1.5",
     "--preprocessing_num_workers", "1",
 ]  # fmt: skip
+
+
+def fails(message: str):
+    """A stand-in for a function the test expects not to be called."""
+
+    def called(*args, **kwargs):
+        raise AssertionError(message)
+
+    return called
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +96,7 @@ def test_rerun_resumes_and_uses_the_teacher_cache(finished_run, monkeypatch):
     fold_1 = (out / "fold_01" / "result.json").read_text()
     (out / "fold_02" / "result.json").unlink()  # as if the run had died during fold 2
 
-    def no_teacher(*args, **kwargs):
-        raise AssertionError("a teacher was trained although its outputs were cached")
-
-    monkeypatch.setattr(teacher_training, "fit", no_teacher)
+    monkeypatch.setattr(teacher_training, "fit", fails("a teacher was trained although its outputs were cached"))
     train.main(argv)
     assert (out / "fold_01" / "result.json").read_text() == fold_1  # finished fold skipped, not recomputed
     assert (out / "fold_02" / "result.json").exists()
@@ -99,9 +106,7 @@ def test_rerun_resumes_and_uses_the_teacher_cache(finished_run, monkeypatch):
 def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch):
     root, _ = finished_run
 
-    def no_teacher(*args, **kwargs):
-        raise AssertionError("the no_teachers ablation must not touch a teacher")
-
+    no_teacher = fails("the no_teachers ablation must not touch a teacher")
     monkeypatch.setattr(teacher_training, "train_teacher", no_teacher)
     monkeypatch.setattr(train, "train_teacher", no_teacher)
     train.main(
@@ -148,24 +153,7 @@ def test_temperature_sweep_runs_one_cross_validation_per_value_and_plots(finishe
 
 
 def launch(script_args, processes_group: bool, timeout=600):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29541",
-        str(REPO / "train.py"),
-        *script_args,
-    ]
+    command = two_cpu_processes_command(str(REPO / "train.py"), *script_args, port=29541)
     if processes_group:
         command.append("--use_cpu")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

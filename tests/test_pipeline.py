@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from tiny_models import LABELS, feature_extractor, tiny_student
+from tiny_models import BLOCK_PROJECT_IMPORTS, LABELS, feature_extractor, tiny_student
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +43,8 @@ def test_installed_package_pipeline(saved_student):
     assert [p["score"] for p in predictions] == sorted((p["score"] for p in predictions), reverse=True)
 
 
-HUB_USER = textwrap.dedent(
+HUB_USER = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoProject(importlib.abc.MetaPathFinder):
-        # A hub user has transformers and torch, not this project: make importing it impossible.
-        def find_spec(self, name, path=None, target=None):
-            if name == "emodistill" or name.startswith("emodistill."):
-                raise ImportError(f"blocked import of {name}")
-            return None
-
-    sys.meta_path.insert(0, NoProject())
     import numpy as np
     from transformers import pipeline
 

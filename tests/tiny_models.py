@@ -1,4 +1,8 @@
-"""Tiny models and batches built in code (transformers' `HubertModelTester` sizes), shared by the tests."""
+"""Shared by the tests: tiny models and batches built in code (transformers' `HubertModelTester` sizes), and the
+scaffolding of the subprocess tests (a hub user who cannot import the project, a two-process CPU launch)."""
+
+import sys
+import textwrap
 
 import numpy as np
 import torch
@@ -101,3 +105,29 @@ class ToyLinguisticTeacher(nn.Module):
     def forward(self, input_ids, attention_mask, **unused):
         embedding = self.embed(input_ids % self.embed.num_embeddings, per_sample_weights=None)
         return TeacherOutput(self.head(embedding), embedding)
+
+
+# Prelude of a hub user's script: transformers and torch are there, this project is not, and importing it fails.
+BLOCK_PROJECT_IMPORTS = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class NoProject(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "emodistill" or name.startswith("emodistill."):
+                raise ImportError(f"blocked import of {name}")
+            return None
+
+    sys.meta_path.insert(0, NoProject())
+    """
+)
+
+
+def two_cpu_processes_command(script: str, *script_args: str, port: int) -> list[str]:
+    """`accelerate launch --multi_gpu --num_processes 2 SCRIPT ...`: one gloo group only if the script's
+    TrainingArguments get `use_cpu=True` (`accelerate launch --cpu --num_processes 2` would start one process)."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        script, *script_args,
+    ]  # fmt: skip
