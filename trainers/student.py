@@ -5,9 +5,8 @@ from collections.abc import Sequence
 import numpy as np
 from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 
+from emodistill.data_scripts.iemocap import SAMPLING_RATE
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
-
-SAMPLING_RATE = 16_000
 
 # A HuBERT-shaped student small enough to train from scratch on 2 CPU cores in minutes per fold: a 4-layer conv
 # encoder with HuBERT's 320-sample hop (50 frames/s), then a 2-layer Transformer.

@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 
 from emodistill.data_scripts.egemaps import egemaps_statistics
+from emodistill.data_scripts.folds import SPLITS
 
 from .collator import pad_descriptors
 from .metrics import ser_scores
@@ -98,18 +99,26 @@ def _inputs_of(name: str, split: Dataset) -> list:
     return list(split.with_format("numpy")["egemaps"])
 
 
-def teacher_cache_key(name: str, settings: TeacherSettings, splits: dict[str, Dataset]) -> str:
-    relevant = {k: v for k, v in asdict(settings).items() if k.startswith(name) or k in ("patience", "seed")}
-    parts = [CACHE_VERSION, name, relevant]
-    for split_name in ("train", "validation", "test"):
+def _relevant_settings(name: str, settings: TeacherSettings) -> dict:
+    """The settings that determine the `name` teacher (its own and the shared ones)."""
+    return {k: v for k, v in asdict(settings).items() if k.startswith(name) or k in ("patience", "seed")}
+
+
+def teacher_cache_key(
+    name: str, settings: TeacherSettings, splits: dict[str, Dataset], inputs: dict[str, list]
+) -> str:
+    """Hash of the teacher's settings and every split's ids, labels and inputs (`inputs[split]`, see `_inputs_of`)."""
+    parts = [CACHE_VERSION, name, _relevant_settings(name, settings)]
+    for split_name in SPLITS:
         split = splits[split_name]
         parts += [split_name, list(split["id"]), list(split["label"])]
-        parts += [x if isinstance(x, str) else np.asarray(x, dtype=np.float32) for x in _inputs_of(name, split)]
+        parts += [x if isinstance(x, str) else np.asarray(x, dtype=np.float32) for x in inputs[split_name]]
     return _content_hash(*parts)[:20]
 
 
-def _batches(name: str, split: Dataset, batch_size: int, tokenizer, shuffle: bool, seed: int) -> DataLoader:
-    inputs, labels = _inputs_of(name, split), list(split["label"])
+def _batches(
+    name: str, inputs: list, labels: list, batch_size: int, tokenizer, shuffle: bool, seed: int
+) -> DataLoader:
 
     def collate(indices):
         if name == "linguistic":
@@ -214,7 +223,9 @@ def train_teacher(
         raise ValueError(f"Unknown teacher {name!r}; expected one of {TEACHERS}.")
     test_speakers = set(splits["test"]["speaker"])
     check_no_leakage(set(splits["train"]["speaker"]) | set(splits["validation"]["speaker"]), test_speakers)
-    directory = Path(cache_dir) / "teachers" / name / teacher_cache_key(name, settings, splits)
+    # Read once: the cache key, training and prediction all use the same inputs (eGeMAPS arrays can be large).
+    inputs = {split: _inputs_of(name, splits[split]) for split in SPLITS}
+    directory = Path(cache_dir) / "teachers" / name / teacher_cache_key(name, settings, splits, inputs)
     if (directory / "meta.json").exists():
         logger.info("%s teacher: cached outputs found in %s, no teacher runs", name, directory)
         return _load_result(name, directory)
@@ -222,26 +233,27 @@ def train_teacher(
     model, tokenizer = _build(name, settings, splits["train"], num_labels)
     batch_size = getattr(settings, f"{name}_batch_size")
 
-    def loader(split, shuffle=False):
-        return _batches(name, splits[split], batch_size, tokenizer, shuffle, settings.seed)
+    labels = {split: list(splits[split]["label"]) for split in SPLITS}
 
-    validation_labels = np.asarray(splits["validation"]["label"])
+    def loader(split, shuffle=False):
+        return _batches(name, inputs[split], labels[split], batch_size, tokenizer, shuffle, settings.seed)
+
     training = fit(
         model,
         loader("train", shuffle=True),
         loader("validation"),
-        validation_labels,
+        np.asarray(labels["validation"]),
         epochs=getattr(settings, f"{name}_epochs"),
         learning_rate=getattr(settings, f"{name}_learning_rate"),
         patience=settings.patience,
         on_epoch=lambda epoch, ua: logger.info("%s teacher epoch %d: validation UA %.3f", name, epoch, ua),
     )
-    outputs = {split: predict(model, loader(split)) for split in ("train", "validation", "test")}
+    outputs = {split: predict(model, loader(split)) for split in SPLITS}
     test_logits = outputs["test"][0]
-    test_scores = ser_scores(test_logits.argmax(-1), np.asarray(splits["test"]["label"]), num_labels)
+    test_scores = ser_scores(test_logits.argmax(-1), np.asarray(labels["test"]), num_labels)
     meta = {
         "teacher": name,
-        "settings": {k: v for k, v in asdict(settings).items() if k.startswith(name) or k in ("patience", "seed")},
+        "settings": _relevant_settings(name, settings),
         "trained_on_speakers": sorted(set(splits["train"]["speaker"])),
         "early_stopping_speakers": sorted(set(splits["validation"]["speaker"])),
         "test_speakers": sorted(test_speakers),
