@@ -49,7 +49,7 @@ from emodistill.data_scripts.synthetic_iemocap import CONFIG_FILENAME as SYNTHET
 from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
 from emodistill.trainers.metrics import make_compute_metrics, ser_scores
-from emodistill.trainers.reporting import build_results, model_card, write_results
+from emodistill.trainers.reporting import build_results, model_card, plot_tau_sweep, write_results
 from emodistill.trainers.student import SAMPLING_RATE, build_student, random_crop_transform
 from emodistill.trainers.teacher_training import TeacherSettings, attach_teacher_outputs, train_teacher
 from emodistill.trainers.teachers import DEFAULT_LINGUISTIC_BACKBONE, PAPER_LINGUISTIC_BACKBONE
@@ -453,29 +453,7 @@ def tau_sweep(dataset, folds, model_args, data_args, run_args, training_args, co
         points.append({"tau": value, **results["mean"], "std": results["std"]})
     if PartialState().is_main_process:
         (sweep_dir / "tau_sweep.json").write_text(json.dumps({"teacher": teacher, "points": points}, indent=1))
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        for metric in ("wa", "ua"):
-            ax.errorbar(
-                [p["tau"] for p in points],
-                [p[metric] for p in points],
-                yerr=[p["std"][metric] for p in points],
-                marker="o",
-                capsize=3,
-                label=metric.upper(),
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel(f"tau_{'P' if teacher == 'prosodic' else 'L'}")
-        ax.set_ylabel("%")
-        ax.set_title(f"{removed} teacher removed")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(sweep_dir / "tau_sweep.png", dpi=120)
-        plt.close(fig)
+        plot_tau_sweep(points, teacher, sweep_dir / "tau_sweep.png")
 
 
 def main(argv: list[str] | None = None) -> None:

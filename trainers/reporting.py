@@ -123,13 +123,18 @@ def write_results(results: dict, output_dir: Path, label_names: list[str]) -> No
     )
 
 
-def plot_confusion(confusion: np.ndarray, label_names: list[str], path: Path) -> None:
-    """Row-normalised confusion matrix (rows = true class) summed over folds, with the counts in each cell."""
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_confusion(confusion: np.ndarray, label_names: list[str], path: Path) -> None:
+    """Row-normalised confusion matrix (rows = true class) summed over folds, with the counts in each cell."""
+    plt = _pyplot()
     confusion = np.asarray(confusion)
     recall = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
@@ -150,6 +155,30 @@ def plot_confusion(confusion: np.ndarray, label_names: list[str], path: Path) ->
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion, all test folds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tau_sweep(points: list[dict], teacher: str, path: Path) -> None:
+    """Fig. 2 of the paper: mean ± std WA and UA over folds against the remaining teacher's temperature."""
+    plt = _pyplot()
+    removed = "linguistic" if teacher == "prosodic" else "prosodic"
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for metric in ("wa", "ua"):
+        ax.errorbar(
+            [p["tau"] for p in points],
+            [p[metric] for p in points],
+            yerr=[p["std"][metric] for p in points],
+            marker="o",
+            capsize=3,
+            label=metric.upper(),
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"tau_{'P' if teacher == 'prosodic' else 'L'}")
+    ax.set_ylabel("%")
+    ax.set_title(f"{removed} teacher removed")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
