@@ -18,6 +18,7 @@ PACKAGES = {
     "emodistill.modeling_emodistill": "modeling_emodistill",
     "emodistill.trainers": "trainers",
     "emodistill.data_scripts": "data_scripts",
+    "emodistill.data_scripts.synthetic_iemocap": "data_scripts/synthetic_iemocap",
     "emodistill.model_cards": "model_cards",
 }
 
@@ -59,7 +60,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
-            "emodistill-synthetic-iemocap=emodistill.data_scripts.synthetic_iemocap:main",
+            "emodistill-synthetic-iemocap=emodistill.data_scripts.synthetic_iemocap.cli:main",
             "emodistill-predict=emodistill.trainers.predict:main",
         ]
     },

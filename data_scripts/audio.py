@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+# The rate of IEMOCAP's wavs, of HuBERT's input and of everything this project writes.
+SAMPLING_RATE = 16_000
+
 
 def decode_audio(example_audio: Any) -> tuple[np.ndarray, int]:
     """Decode one audio value to a mono waveform.

@@ -34,9 +34,10 @@ from pathlib import Path
 import datasets
 import soundfile as sf
 
+from .audio import SAMPLING_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16_000
 NUM_SESSIONS = 5
 
 # Every emotion code of the release (an unknown code is an error: it would mean a corrupted or foreign file).

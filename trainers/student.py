@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import numpy as np
 from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 
-from emodistill.data_scripts.iemocap import SAMPLING_RATE
+from emodistill.data_scripts.audio import SAMPLING_RATE
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
 
 # A HuBERT-shaped student small enough to train from scratch on 2 CPU cores in minutes per fold: a 4-layer conv

@@ -1,4 +1,4 @@
-"""Word lists and sentence templates for the synthetic IEMOCAP corpus (see `synthetic_iemocap.py`).
+"""Word lists and sentence templates for the synthetic IEMOCAP corpus (see `plan.py`).
 
 Each *text kind* has short templates (4-8 words, about 1-2.5 s of speech) whose `{slot}`s are filled from word lists,
 so that sentences are varied rather than a handful of fixed strings. The emotional kinds carry their emotion in the
