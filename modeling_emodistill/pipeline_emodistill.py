@@ -2,7 +2,9 @@
 
 What the pipeline accepts (one input, or a list of them):
 
-* a file path or the bytes of an audio file (decoded, down-mixed and resampled by ffmpeg);
+* a file path or the bytes of an audio file: anything ffmpeg reads (wav, flac, ogg, mp3, m4a, ...), decoded,
+  down-mixed and resampled by ffmpeg from the file itself (bytes go through a temporary file), because containers
+  such as m4a/mp4 often keep their index at the end, where ffmpeg reading from a pipe cannot seek;
 * a NumPy array or torch tensor at the model's rate (16 kHz), or a dict `{"raw" | "array": ..., "sampling_rate": sr}`
   at any rate (resampled with `torchaudio.functional.resample`), or a `torchcodec` `AudioDecoder`;
 * float PCM (any float dtype, amplitudes in [-1, 1]) or integer PCM (`int16`, `int32`, `int8`: divided by the type's
@@ -17,19 +19,37 @@ window, exactly what the model would see without chunking. The windows go throug
 so memory stays bounded whatever the length, and the recording's scores are the **mean of the per-window
 probabilities** (per-window softmax, or sigmoid for multi-label models; logits for `function_to_apply="none"`).
 
+Short clips: the convolutional feature encoder needs its receptive field, `receptive_field(conv_kernel, conv_stride)`
+samples (400, i.e. 25 ms, for HuBERT-base), for its first frame and cannot run on fewer. A shorter clip is normalised
+by the feature extractor as it is, then padded *at the end* with the feature extractor's `padding_value` (0: silence
+at the normalised mean) up to the receptive field; that silence counts as audio (masking it would leave no frame to
+pool). At the end, not on both sides: it is where the feature extractor and batching already pad
+(`padding_side="right"`), the clip's samples keep their positions, and with one frame spanning the whole padded
+input, centring the clip would buy nothing. `chunk_length_s` must give windows at least that long.
+
+Batches are exact: `batch_size` changes speed, never scores. A student whose padding can be masked (an attention mask
+from the feature extractor and `feat_extract_norm="layer"`) runs zero-padded batches with the mask, as transformers
+intends. Any other student never sees padding: HuBERT-base, for one, has `feat_extract_norm="group"` (which
+normalises over time, padding included) and a feature extractor that returns no attention mask. Each item's true
+length rides through the batch, and items of different lengths run in groups of equal length, unpadded.
+
 Empty audio, NaN/inf samples and unreadable files raise a `ValueError` that names the problem (and the file).
 
-This file ships to the hub next to the weights (``trust_remote_code``): it imports only numpy, torch and transformers.
+This file ships to the hub next to the weights (``trust_remote_code``): it imports only numpy, torch, transformers
+and the standard library.
 """
 
 import math
 import os
+import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
+from transformers.pipelines.audio_classification import AudioClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import is_torchaudio_available
 
@@ -93,6 +113,36 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarr
     return torchaudio_resample(torch.from_numpy(np.ascontiguousarray(waveform)), orig_rate, target_rate).numpy()
 
 
+def receptive_field(conv_kernel: Sequence[int], conv_stride: Sequence[int]) -> int:
+    """
+    Samples one output frame of the convolutional feature encoder sees, i.e. the shortest input it accepts:
+    `k_1 + sum_{i>1} (k_i - 1) * prod_{j<i} s_j` (400 for HuBERT-base's kernels (10,3,3,3,3,2,2), strides (5,2,...)).
+    """
+    field, jump = 1, 1  # `jump`: input samples between neighbouring positions of layer i's input
+    for kernel, stride in zip(conv_kernel, conv_stride, strict=True):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def ffmpeg_decode(path: str, sampling_rate: int) -> np.ndarray:
+    """Any file ffmpeg reads to mono float32 `(samples,)` at `sampling_rate` (channels averaged by `-ac 1`)."""
+    url = "file:" + os.path.abspath(path)  # `file:` so that a name with a colon is never taken for a protocol
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", url]
+    command += ["-vn", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
+    try:
+        result = subprocess.run(command, capture_output=True, check=False)
+    except FileNotFoundError as error:
+        raise ValueError(
+            "ffmpeg was not found; it is needed to read audio files (e.g. `apt install ffmpeg`)."
+        ) from error
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        reason = lines[-1].removeprefix(f"{url}: ") if lines else f"exit status {result.returncode}"
+        raise ValueError(f"ffmpeg: {reason}")
+    return np.frombuffer(result.stdout, np.float32)
+
+
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     """Start offsets of windows of `window` samples every `hop` samples; the last one ends with the recording."""
     if num_samples <= window:
@@ -137,18 +187,29 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
         target_rate = self.feature_extractor.sampling_rate
         source = "array"
         if isinstance(inputs, (str, os.PathLike)):
-            source = f"file {os.fspath(inputs)!r}"
+            path = os.fspath(inputs)
+            source = f"file {path!r}"
+            if not os.path.isfile(path):
+                reason = "it is a folder" if os.path.isdir(path) else "no such file"
+                raise ValueError(f"Cannot read audio {source}: {reason}.")
             try:
-                with open(inputs, "rb") as f:
-                    inputs = f.read()
-            except OSError as error:
-                raise ValueError(f"Cannot read audio {source}: {error}") from error
-        if isinstance(inputs, bytes):
-            source = "file" if source == "array" else source
-            try:
-                inputs = ffmpeg_read(inputs, target_rate)
+                inputs = ffmpeg_decode(path, target_rate)
             except ValueError as error:
-                raise ValueError(f"Cannot decode audio {source} (not a readable audio file?): {error}") from error
+                raise ValueError(
+                    f"Cannot decode audio {source} (not an audio file, or a damaged one): {error}"
+                ) from error
+        elif isinstance(inputs, bytes):
+            source = "bytes"
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, "audio")
+                with open(path, "wb") as f:
+                    f.write(inputs)
+                try:
+                    inputs = ffmpeg_decode(path, target_rate)
+                except ValueError as error:
+                    raise ValueError(
+                        f"Cannot decode audio {source} (not an audio file, or a damaged one): {error}"
+                    ) from error
         if (torchcodec := sys.modules.get("torchcodec")) and isinstance(inputs, torchcodec.decoders.AudioDecoder):
             samples = inputs.get_all_samples()
             inputs = {"array": samples.data, "sampling_rate": samples.sample_rate}
@@ -180,19 +241,45 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
         check_finite(waveform, source)
         return resample(waveform, int(sampling_rate), target_rate)
 
+    @property
+    def receptive_field(self) -> int:
+        """Samples of the shortest input the model accepts (one frame of its convolutional feature encoder)."""
+        return receptive_field(self.model.config.conv_kernel, self.model.config.conv_stride)
+
+    def window_and_hop(self, chunk_length_s: float | None, stride_length_s: float) -> tuple[int, int] | None:
+        """Window length and hop in samples, or `None` for no chunking; `ValueError` for settings that cannot work."""
+        if not chunk_length_s:
+            return None
+        rate = self.feature_extractor.sampling_rate
+        window = round(chunk_length_s * rate)
+        hop = window - round(stride_length_s * rate)
+        if window <= 0 or stride_length_s < 0 or hop <= 0:
+            raise ValueError(
+                f"Need chunk_length_s > stride_length_s >= 0, got chunk_length_s={chunk_length_s} and "
+                f"stride_length_s={stride_length_s}."
+            )
+        if window < self.receptive_field:
+            raise ValueError(
+                f"chunk_length_s={chunk_length_s} gives windows of {window} samples, shorter than the model's receptive "
+                f"field of {self.receptive_field} samples; use chunk_length_s >= {self.receptive_field / rate:g}."
+            )
+        return window, hop
+
+    def pad_to_receptive_field(self, processed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Pads the feature extractor's `(1, samples)` outputs at the end up to the receptive field (module docstring)."""
+        missing = self.receptive_field - processed["input_values"].shape[-1]
+        if missing <= 0:
+            return processed
+        padding_values = {"input_values": self.feature_extractor.padding_value, "attention_mask": 1}
+        return {
+            key: torch.nn.functional.pad(value, (0, missing), value=padding_values.get(key, 0))
+            for key, value in processed.items()
+        }
+
     def preprocess(self, inputs, chunk_length_s=DEFAULT_CHUNK_LENGTH_S, stride_length_s=DEFAULT_STRIDE_LENGTH_S):
         waveform = self.load_waveform(inputs)
         rate = self.feature_extractor.sampling_rate
-        if chunk_length_s:
-            window = round(chunk_length_s * rate)
-            hop = window - round(stride_length_s * rate)
-            if window <= 0 or stride_length_s < 0 or hop <= 0:
-                raise ValueError(
-                    f"Need chunk_length_s > stride_length_s >= 0, got chunk_length_s={chunk_length_s} and "
-                    f"stride_length_s={stride_length_s}."
-                )
-        else:
-            window = hop = waveform.size
+        window, hop = self.window_and_hop(chunk_length_s, stride_length_s) or (waveform.size, waveform.size)
         starts = window_starts(waveform.size, window, hop)
         for i, start in enumerate(starts):
             processed = self.feature_extractor(
@@ -200,11 +287,36 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
             )
             if self.dtype is not None:
                 processed = processed.to(dtype=self.dtype)
-            yield {"is_last": i == len(starts) - 1, **processed}
+            processed = self.pad_to_receptive_field(dict(processed))
+            # `(1,)`: `pad_collate_fn` concatenates 1-D tensors, so a batch carries each item's unpadded length.
+            num_samples = torch.tensor([processed["input_values"].shape[-1]])
+            yield {"is_last": i == len(starts) - 1, "num_samples": num_samples, **processed}
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
-        return {"is_last": is_last, "logits": self.model(**model_inputs).logits}
+        num_samples = model_inputs.pop("num_samples")
+        return {"is_last": is_last, "logits": self.logits_without_padding(model_inputs, num_samples.tolist())}
+
+    def logits_without_padding(self, model_inputs: dict[str, torch.Tensor], num_samples: list[int]) -> torch.Tensor:
+        """
+        The model's logits `(batch, num_labels)` for a batch of `(batch, samples)` inputs zero-padded at the end,
+        exactly as if each item had been run alone.
+
+        Padding is harmless only when it is masked and nothing normalises across time: with an attention mask and a
+        `"layer"` feature encoder the padded batch runs as is. Otherwise (no mask, or group norm, whose statistics
+        span the padding) items of equal length run together, each group cut to its true length.
+        """
+        padding_is_masked = "attention_mask" in model_inputs and self.model.config.feat_extract_norm != "group"
+        if padding_is_masked or len(set(num_samples)) == 1:
+            return self.model(**model_inputs).logits
+        logits = [None] * len(num_samples)
+        for length in sorted(set(num_samples)):
+            rows = [i for i, n in enumerate(num_samples) if n == length]
+            index = torch.tensor(rows, device=model_inputs["input_values"].device)
+            group = {key: value[index, :length] for key, value in model_inputs.items()}
+            for row, row_logits in zip(rows, self.model(**group).logits):
+                logits[row] = row_logits
+        return torch.stack(logits)
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
         if function_to_apply is None:

@@ -1,4 +1,5 @@
-"""Robust inference: `pipeline("audio-classification")` and `emodistill-predict` on what users actually pass."""
+"""Robust inference: `pipeline("audio-classification")` on what users actually pass (`emodistill-predict`:
+test_predict_cli.py)."""
 
 import json
 import subprocess
@@ -10,10 +11,16 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
-from transformers import AudioClassificationPipeline, Wav2Vec2Config, Wav2Vec2ForSequenceClassification, pipeline
+from transformers import (
+    AudioClassificationPipeline,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForSequenceClassification,
+    pipeline,
+)
 
 from emodistill.modeling_emodistill import EmoDistillAudioClassificationPipeline, EmoDistillForAudioClassification
-from emodistill.trainers.predict import main
+from emodistill.modeling_emodistill.pipeline_emodistill import receptive_field
 
 from tiny_models import BLOCK_PROJECT_IMPORTS, LABELS, feature_extractor, tiny_student
 
@@ -193,48 +200,102 @@ def test_audio_files_are_decoded_downmixed_and_resampled(classifier, model, tmp_
     assert_scores(classifier(str(path), top_k=None), probabilities(model, waveform), rel=1e-3)
 
 
-def test_a_list_batched_gives_the_same_scores_as_one_by_one(classifier):
-    clips = [speech_like(s, seed=i) for i, s in enumerate((1.0, 3.0, 14.0))]
-    batched = classifier(clips, batch_size=4, top_k=None)
-    for clip, predictions in zip(clips, batched):
-        one = as_dict(classifier(clip, top_k=None))
-        for label, score in as_dict(predictions).items():
-            assert score == pytest.approx(one[label], rel=1e-4)
+def test_audio_bytes_and_m4a_with_its_index_at_the_end_are_decoded(classifier, tmp_path):
+    # ffmpeg's mp4 muxer writes the index (moov) after the audio; read from a pipe, such a file over ~10 s fails.
+    m4a = tmp_path / "long.m4a"
+    encode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=220:duration=12"]
+    result = subprocess.run([*encode, "-ar", str(RATE), "-c:a", "aac", str(m4a)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode AAC: {result.stderr.strip()[-200:]}")
+    waveform = classifier.load_waveform(str(m4a))
+    assert abs(waveform.size - 12 * RATE) < 0.1 * RATE
+    spectrum = np.abs(np.fft.rfft(waveform))
+    assert np.fft.rfftfreq(waveform.size, 1 / RATE)[spectrum.argmax()] == pytest.approx(220, abs=1)
+    np.testing.assert_array_equal(classifier.load_waveform(m4a.read_bytes()), waveform)
+    assert as_dict(classifier(m4a.read_bytes(), top_k=None)) == as_dict(classifier(str(m4a), top_k=None))
 
 
-def test_cli_json_in_a_subprocess(saved_student, tmp_path, model):
-    waveform = speech_like(3.0, rate=44_100)
-    wav = tmp_path / "clip.wav"
-    sf.write(wav, np.stack([waveform, waveform], axis=1), 44_100, subtype="PCM_16")
-    flac = tmp_path / "short.flac"
-    sf.write(flac, speech_like(1.0), RATE)
-    command = [sys.executable, "-m", "emodistill.trainers.predict", "--model", str(saved_student), "--json"]
-    result = subprocess.run([*command, "--top_k", "2", str(wav), str(flac)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    assert [r["file"] for r in report] == [str(wav), str(flac)]
-    assert all(len(r["predictions"]) == 2 for r in report)
-    decoded, rate = sf.read(wav, dtype="float32")
-    mono = torchaudio.functional.resample(torch.from_numpy(decoded.mean(1)), rate, RATE).numpy()
-    expected = probabilities(model, mono)
-    for p in report[0]["predictions"]:
-        assert p["score"] == pytest.approx(expected[LABELS.index(p["label"])].item(), rel=1e-3)
+HUBERT_BASE_ENCODER = dict(conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2))
 
 
-def test_cli_text_output_and_unreadable_file(saved_student, tmp_path, capsys):
-    flac = tmp_path / "short.flac"
-    sf.write(flac, speech_like(1.0), RATE)
-    main(["--model", str(saved_student), str(flac)])
-    line = capsys.readouterr().out.strip()
-    assert line.startswith(f"{flac}: ") and len(line.split(", ")) == len(LABELS)
+@pytest.mark.parametrize(
+    "encoder, expected",
+    [(HUBERT_BASE_ENCODER, 400), (dict(conv_dim=(32,) * 3, conv_kernel=(8, 8, 8), conv_stride=(4, 4, 4)), 148)],
+)
+def test_receptive_field_is_the_shortest_input_the_feature_encoder_accepts(encoder, expected):
+    assert receptive_field(encoder["conv_kernel"], encoder["conv_stride"]) == expected
+    encoder_model = tiny_student(**encoder).hubert.feature_extractor
+    with torch.no_grad():
+        assert encoder_model(torch.zeros(1, expected)).shape[-1] == 1
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+            encoder_model(torch.zeros(1, expected - 1))
 
-    broken = tmp_path / "broken.wav"
-    broken.write_text("not audio")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(saved_student), "--json", str(flac), str(broken)])
-    assert exit_info.value.code == 1
-    captured = capsys.readouterr()
-    assert "broken.wav" in captured.err and captured.out == ""
+
+def student_pipeline(norm: str, attention_mask: bool, **encoder) -> EmoDistillAudioClassificationPipeline:
+    """A tiny student whose feature encoder normalises with `norm` ("layer", or "group" as HuBERT-base), served with a
+    feature extractor that returns an attention mask (as the layer-norm HuBERTs') or not (as HuBERT-base's)."""
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=RATE, padding_value=0.0, do_normalize=True, return_attention_mask=attention_mask
+    )
+    model = tiny_student(feat_extract_norm=norm, **encoder).eval()
+    return pipeline("audio-classification", model=model, feature_extractor=extractor)
+
+
+@pytest.mark.parametrize("norm, attention_mask", [("layer", True), ("group", False)])
+@pytest.mark.parametrize("num_samples", [160, 399, 400], ids=["10ms", "one_short_of_the_field", "the_field"])
+def test_clips_shorter_than_the_receptive_field_are_padded_at_the_end(norm, attention_mask, num_samples):
+    classifier = student_pipeline(norm, attention_mask, **HUBERT_BASE_ENCODER)
+    assert classifier.receptive_field == 400
+    clip = speech_like(1.0, seed=num_samples)[:num_samples]
+    inputs = classifier.feature_extractor(clip, sampling_rate=RATE, return_tensors="pt")  # normalised as it is
+
+    def probabilities_padded(left: int, right: int) -> torch.Tensor:
+        padded = {"input_values": torch.nn.functional.pad(inputs["input_values"], (left, right))}
+        if "attention_mask" in inputs:  # the silence counts as audio: it is the only frame there is
+            padded["attention_mask"] = torch.ones_like(padded["input_values"], dtype=torch.long)
+        with torch.no_grad():
+            return classifier.model(**padded).logits.softmax(-1)[0]
+
+    expected = probabilities_padded(0, 400 - num_samples)
+    predictions = classifier(clip, top_k=None)
+    assert_scores(predictions, expected, rel=1e-5)
+    if num_samples < 400:  # the side matters: silence first gives other scores
+        other_side = probabilities_padded(400 - num_samples, 0)
+        assert not torch.allclose(expected, other_side, atol=1e-5)
+
+
+def test_windows_shorter_than_the_receptive_field_are_rejected(classifier):
+    with pytest.raises(ValueError, match="shorter than the model's receptive field of 148 samples"):
+        classifier(speech_like(1.0), chunk_length_s=0.005, stride_length_s=0)
+
+
+@pytest.mark.parametrize(
+    "norm, attention_mask", [("layer", True), ("group", False), ("group", True), ("layer", False)]
+)
+def test_batches_give_the_scores_of_one_recording_at_a_time(norm, attention_mask):
+    """Only a masked layer-norm student may see padding; HuBERT-base's arrangement (group norm, no attention mask)
+    must not: group norm's statistics span the padded samples, and unmasked padding is pooled. Short clips, windows
+    of long recordings and clips between them share batches here."""
+    classifier = student_pipeline(norm, attention_mask)
+    seconds = (0.005, 148 / RATE, 0.3, 3.3, 1.2, 6.0, 0.01)  # 2 s windows: 1 or several per recording
+    clips = [speech_like(s, seed=i) for i, s in enumerate(seconds)]
+    calls = []
+    forward = classifier.model.forward
+
+    def recording_forward(input_values, **kwargs):
+        calls.append(tuple(input_values.shape))
+        return forward(input_values, **kwargs)
+
+    classifier.model.forward = recording_forward
+    one_by_one = classifier(clips, batch_size=1, top_k=None, chunk_length_s=2, stride_length_s=0.5)
+    assert all(batch == 1 for batch, _ in calls)
+    calls.clear()
+    batched = classifier(clips, batch_size=4, top_k=None, chunk_length_s=2, stride_length_s=0.5)
+    assert max(batch for batch, _ in calls) > 1
+    for batch_predictions, predictions in zip(batched, one_by_one, strict=True):
+        expected = as_dict(predictions)
+        for label, score in as_dict(batch_predictions).items():
+            assert score == pytest.approx(expected[label], abs=1e-5)
 
 
 HUB_USER = BLOCK_PROJECT_IMPORTS + textwrap.dedent(
