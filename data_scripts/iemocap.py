@@ -10,9 +10,12 @@ reads the folder the user points it to, checks every labelled turn it keeps, and
 `datasets>=4` no longer runs loading scripts, so `load_iemocap` instantiates `IemocapBuilder` directly; the builder
 can also be used as any other `datasets` builder (`download_and_prepare()`, `as_dataset(split="train")`).
 
-Layout read (see the corpus README): labels from `SessionN/dialog/EmoEvaluation/*.txt` (only the files directly in
-that folder, not its `Attribute/`, `Categorical/`, `Self-evaluation/` subfolders), transcripts from
+Layout read (see docs/iemocap_format.md): labels from `SessionN/dialog/EmoEvaluation/*.txt` (only the files directly
+in that folder, not its `Attribute/`, `Categorical/`, `Self-evaluation/` subfolders), transcripts from
 `SessionN/dialog/transcriptions/*.txt`, audio from `SessionN/sentences/wav/<dialog>/<utterance id>.wav`.
+
+`scan_iemocap` works in three steps: `read_corpus` (parse every label and transcript file, list the wavs),
+`select_turns` (apply the label set, the transcripts and the wav checks to each labelled turn) and `build_report`.
 
 Nothing is dropped silently: every labelled turn is either kept or counted under a named reason in an
 `IemocapReport`, and `report.kept + sum(report.dropped.values()) == report.total`.
@@ -89,6 +92,12 @@ class IemocapFormatError(ValueError):
 
 class IemocapAudioError(ValueError):
     """A labelled utterance's wav is missing, empty, truncated or not 16 kHz mono 16-bit PCM."""
+
+
+def check_label_set(label_set: str) -> None:
+    """Raise `ValueError` naming the choices unless `label_set` is a key of `LABEL_SETS`."""
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"Unknown IEMOCAP label_set {label_set!r}; choose one of {list(LABEL_SETS)}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -336,6 +345,44 @@ def _text_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.txt") if p.is_file() and not p.name.startswith("._"))
 
 
+@dataclass
+class SessionFiles:
+    """Every file of one session that the reader reads (sorted paths, AppleDouble `._*` files left out)."""
+
+    session: int
+    label_files: list[Path]  # dialog/EmoEvaluation/*.txt (not its subfolders)
+    transcript_files: list[Path]  # dialog/transcriptions/*.txt
+    wavs: dict[str, list[Path]]  # dialog -> sentences/wav/<dialog>/*.wav, only dialogs with at least one wav
+
+    def paths(self) -> Iterator[Path]:
+        yield from self.label_files
+        yield from self.transcript_files
+        for wavs in self.wavs.values():
+            yield from wavs
+
+
+def list_corpus_files(root: Path) -> list[SessionFiles]:
+    """The files `read_corpus` reads, per session (1..5) of the release folder `root` (see `resolve_data_dir`)."""
+    sessions = []
+    for session in range(1, NUM_SESSIONS + 1):
+        session_dir = root / f"Session{session}"
+        wavs = {}
+        for dialog_dir in sorted((session_dir / "sentences" / "wav").iterdir()):
+            if dialog_dir.is_dir():
+                dialog_wavs = sorted(p for p in dialog_dir.glob("*.wav") if not p.name.startswith("._"))
+                if dialog_wavs:
+                    wavs[dialog_dir.name] = dialog_wavs
+        sessions.append(
+            SessionFiles(
+                session=session,
+                label_files=_text_files(session_dir / "dialog" / "EmoEvaluation"),
+                transcript_files=_text_files(session_dir / "dialog" / "transcriptions"),
+                wavs=wavs,
+            )
+        )
+    return sessions
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------------------------
@@ -405,107 +452,6 @@ class IemocapReport:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Corpus scan: parse, select, check audio
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def scan_iemocap(
-    data_dir: str | os.PathLike, label_set: str = "4class", skip_bad_audio: bool = False
-) -> tuple[list[dict], IemocapReport]:
-    """Read the whole corpus and return `(examples, report)`: the kept rows (schema of `IemocapBuilder`, `audio` as
-    the wav path, sorted by utterance id) and what happened to every labelled turn.
-
-    Raises:
-        FileNotFoundError: if `data_dir` is not the release folder.
-        IemocapFormatError: for malformed label/transcript files or an utterance id labelled twice (naming both).
-        IemocapAudioError: for a kept turn whose wav is bad, unless `skip_bad_audio` (then it is counted as dropped).
-    """
-    if label_set not in LABEL_SETS:
-        raise ValueError(f"Unknown IEMOCAP label_set {label_set!r}; choose one of {list(LABEL_SETS)}")
-    root = resolve_data_dir(data_dir)
-    class_names, code_to_class = LABEL_SETS[label_set]
-
-    labels: dict[str, LabelRecord] = {}
-    texts: dict[str, str] = {}
-    skipped_lines: Counter = Counter()
-    wav_ids: set[str] = set()
-    for session in range(1, NUM_SESSIONS + 1):
-        session_dir = root / f"Session{session}"
-        for label_file in _text_files(session_dir / "dialog" / "EmoEvaluation"):
-            for record in parse_emo_evaluation(label_file):
-                if record.session != session:
-                    raise IemocapFormatError(f"{record.source}: {record.utterance_id} is not a Session{session} id")
-                if record.utterance_id in labels:
-                    raise IemocapFormatError(
-                        f"duplicate utterance id {record.utterance_id}: labelled at "
-                        f"{labels[record.utterance_id].source} and at {record.source}"
-                    )
-                labels[record.utterance_id] = record
-        for transcript_file in _text_files(session_dir / "dialog" / "transcriptions"):
-            texts.update(parse_transcriptions(transcript_file, skipped=skipped_lines))
-        for dialog_dir in sorted((session_dir / "sentences" / "wav").iterdir()):
-            if dialog_dir.is_dir():
-                wav_ids.update(p.stem for p in dialog_dir.glob("*.wav") if not p.name.startswith("._"))
-
-    dropped: Counter = Counter()
-    examples = []
-    for utterance_id in sorted(labels):
-        record = labels[utterance_id]
-        if record.emotion_code not in code_to_class:
-            dropped[f"emotion not in label set: {record.emotion_code}"] += 1
-            continue
-        if utterance_id not in texts:
-            dropped["no transcript"] += 1
-            continue
-        wav = root / f"Session{record.session}" / "sentences" / "wav" / record.dialog / f"{utterance_id}.wav"
-        problem = check_wav(wav)
-        if problem is not None:
-            if not skip_bad_audio:
-                raise IemocapAudioError(
-                    f"{wav}: {problem} (labelled at {record.source}). Restore the file from the release, or pass "
-                    "skip_bad_audio=True to drop such turns (they are counted in the report)."
-                )
-            logger.warning("Skipping %s: %s", wav, problem)
-            dropped[f"bad audio (skipped on request): {problem.split(':')[0]}"] += 1
-            continue
-        examples.append(
-            {
-                "id": utterance_id,
-                "audio": str(wav),
-                "label": code_to_class[record.emotion_code],
-                "emotion_code": record.emotion_code,
-                "speaker": record.speaker,
-                "session": record.session,
-                "gender": record.gender,
-                "dialog": record.dialog,
-                "improvised": record.improvised,
-                "text": texts[utterance_id],
-                "start": record.start,
-                "end": record.end,
-                "valence": record.valence,
-                "arousal": record.arousal,
-                "dominance": record.dominance,
-            }
-        )
-
-    per_class = Counter(example["label"] for example in examples)
-    report = IemocapReport(
-        data_dir=str(root),
-        label_set=label_set,
-        total=len(labels),
-        kept=len(examples),
-        dropped=dict(sorted(dropped.items())),
-        per_class={name: per_class[name] for name in class_names},
-        per_session=dict(sorted(Counter(example["session"] for example in examples).items())),
-        per_speaker=dict(sorted(Counter(example["speaker"] for example in examples).items())),
-        skipped_transcript_lines=dict(sorted(skipped_lines.items())),
-        unlabelled_transcripts=len(texts.keys() - labels.keys()),
-        unlabelled_wavs=len(wav_ids - labels.keys()),
-    )
-    return examples, report
-
-
 def _log_report(report: IemocapReport) -> None:
     logger.info("%s", report)
     if report.total != FULL_RELEASE_TURNS:
@@ -520,6 +466,149 @@ def _log_report(report: IemocapReport) -> None:
         )
     else:
         logger.info("IEMOCAP %s counts match the published full-release counts.", report.label_set)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Corpus scan: read, select, report
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CorpusContents:
+    """What `read_corpus` found: every label block, transcript and wav of the corpus, nothing selected yet."""
+
+    root: Path
+    files: list[SessionFiles]
+    labels: dict[str, LabelRecord]  # utterance id -> its label block, every block of every EmoEvaluation file
+    texts: dict[str, str]  # utterance id -> transcript text
+    skipped_transcript_lines: Counter  # reason -> count of transcript lines that are not utterances
+
+
+@dataclass
+class Selection:
+    """What `select_turns` kept and why it dropped the rest."""
+
+    examples: list[dict]  # kept rows (schema of `IemocapBuilder`, `audio` as the wav path), sorted by utterance id
+    dropped: Counter  # reason -> number of labelled turns
+
+
+def read_corpus(root: Path) -> CorpusContents:
+    """Step 1: parse every label and transcript file of the release folder `root` and list its wavs.
+
+    Raises:
+        IemocapFormatError: for malformed label/transcript files, a label block in another session's folder, or an
+            utterance id labelled twice (naming both places).
+    """
+    files = list_corpus_files(root)
+    labels: dict[str, LabelRecord] = {}
+    texts: dict[str, str] = {}
+    skipped_lines: Counter = Counter()
+    for session_files in files:
+        session = session_files.session
+        for label_file in session_files.label_files:
+            for record in parse_emo_evaluation(label_file):
+                if record.session != session:
+                    raise IemocapFormatError(f"{record.source}: {record.utterance_id} is not a Session{session} id")
+                if record.utterance_id in labels:
+                    raise IemocapFormatError(
+                        f"duplicate utterance id {record.utterance_id}: labelled at "
+                        f"{labels[record.utterance_id].source} and at {record.source}"
+                    )
+                labels[record.utterance_id] = record
+        for transcript_file in session_files.transcript_files:
+            texts.update(parse_transcriptions(transcript_file, skipped=skipped_lines))
+    return CorpusContents(root=root, files=files, labels=labels, texts=texts, skipped_transcript_lines=skipped_lines)
+
+
+def select_turns(contents: CorpusContents, label_set: str = "4class", skip_bad_audio: bool = False) -> Selection:
+    """Step 2: keep each labelled turn whose code is in the label set, that has a transcript and a good wav; count
+    every other one under the first reason that applies (label set, then transcript, then audio).
+
+    Raises:
+        IemocapAudioError: for a turn that passes the first two checks but whose wav is bad, unless
+            `skip_bad_audio` (then it is counted as dropped).
+    """
+    check_label_set(label_set)
+    _, code_to_class = LABEL_SETS[label_set]
+    selection = Selection(examples=[], dropped=Counter())
+    for utterance_id in sorted(contents.labels):
+        record = contents.labels[utterance_id]
+        if record.emotion_code not in code_to_class:
+            selection.dropped[f"emotion not in label set: {record.emotion_code}"] += 1
+            continue
+        if utterance_id not in contents.texts:
+            selection.dropped["no transcript"] += 1
+            continue
+        wav = contents.root / f"Session{record.session}" / "sentences" / "wav" / record.dialog / f"{utterance_id}.wav"
+        problem = check_wav(wav)
+        if problem is not None:
+            if not skip_bad_audio:
+                raise IemocapAudioError(
+                    f"{wav}: {problem} (labelled at {record.source}). Restore the file from the release, or pass "
+                    "skip_bad_audio=True to drop such turns (they are counted in the report)."
+                )
+            logger.warning("Skipping %s: %s", wav, problem)
+            selection.dropped[f"bad audio (skipped on request): {problem.split(':')[0]}"] += 1
+            continue
+        selection.examples.append(
+            {
+                "id": utterance_id,
+                "audio": str(wav),
+                "label": code_to_class[record.emotion_code],
+                "emotion_code": record.emotion_code,
+                "speaker": record.speaker,
+                "session": record.session,
+                "gender": record.gender,
+                "dialog": record.dialog,
+                "improvised": record.improvised,
+                "text": contents.texts[utterance_id],
+                "start": record.start,
+                "end": record.end,
+                "valence": record.valence,
+                "arousal": record.arousal,
+                "dominance": record.dominance,
+            }
+        )
+    return selection
+
+
+def build_report(contents: CorpusContents, selection: Selection, label_set: str) -> IemocapReport:
+    """Step 3: the `IemocapReport` of a selection (counts per reason, class, session and speaker; unlabelled files)."""
+    class_names, _ = LABEL_SETS[label_set]
+    examples = selection.examples
+    per_class = Counter(example["label"] for example in examples)
+    wav_ids = {wav.stem for files in contents.files for wavs in files.wavs.values() for wav in wavs}
+    return IemocapReport(
+        data_dir=str(contents.root),
+        label_set=label_set,
+        total=len(contents.labels),
+        kept=len(examples),
+        dropped=dict(sorted(selection.dropped.items())),
+        per_class={name: per_class[name] for name in class_names},
+        per_session=dict(sorted(Counter(example["session"] for example in examples).items())),
+        per_speaker=dict(sorted(Counter(example["speaker"] for example in examples).items())),
+        skipped_transcript_lines=dict(sorted(contents.skipped_transcript_lines.items())),
+        unlabelled_transcripts=len(contents.texts.keys() - contents.labels.keys()),
+        unlabelled_wavs=len(wav_ids - contents.labels.keys()),
+    )
+
+
+def scan_iemocap(
+    data_dir: str | os.PathLike, label_set: str = "4class", skip_bad_audio: bool = False
+) -> tuple[list[dict], IemocapReport]:
+    """Read the whole corpus and return `(examples, report)`: the kept rows (schema of `IemocapBuilder`, `audio` as
+    the wav path, sorted by utterance id) and what happened to every labelled turn.
+
+    Raises:
+        ValueError: for an unknown `label_set`.
+        FileNotFoundError: if `data_dir` is not the release folder.
+        IemocapFormatError: for malformed label/transcript files or an utterance id labelled twice (naming both).
+        IemocapAudioError: for a kept turn whose wav is bad, unless `skip_bad_audio` (then it is counted as dropped).
+    """
+    check_label_set(label_set)
+    contents = read_corpus(resolve_data_dir(data_dir))
+    selection = select_turns(contents, label_set, skip_bad_audio)
+    return selection.examples, build_report(contents, selection, label_set)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -575,8 +664,7 @@ class IemocapBuilder(datasets.GeneratorBasedBuilder):
         self._report: IemocapReport | None = None
 
     def _info(self) -> datasets.DatasetInfo:
-        if self.config.label_set not in LABEL_SETS:
-            raise ValueError(f"Unknown IEMOCAP label_set {self.config.label_set!r}; choose one of {list(LABEL_SETS)}")
+        check_label_set(self.config.label_set)
         class_names, _ = LABEL_SETS[self.config.label_set]
         return datasets.DatasetInfo(
             description="IEMOCAP (Busso et al., 2008): dyadic acted sessions, one row per labelled utterance.",
@@ -656,8 +744,7 @@ def load_iemocap(
     Returns:
         The dataset (schema: see `IemocapBuilder._info`), or `(dataset, report)` if `return_report`.
     """
-    if label_set not in LABEL_SETS:
-        raise ValueError(f"Unknown IEMOCAP label_set {label_set!r}; choose one of {list(LABEL_SETS)}")
+    check_label_set(label_set)
     root = resolve_data_dir(data_dir)
     builder = IemocapBuilder(
         data_dir=str(root.resolve()),

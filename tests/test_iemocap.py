@@ -26,12 +26,16 @@ from emodistill.data_scripts.iemocap import (
     IemocapFormatError,
     IemocapReport,
     _log_report,
+    build_report,
+    check_label_set,
     check_wav,
     load_iemocap,
     parse_emo_evaluation,
     parse_transcriptions,
     parse_utterance_id,
+    read_corpus,
     scan_iemocap,
+    select_turns,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iemocap_quirks"
@@ -330,6 +334,21 @@ def test_bad_audio_error_surfaces_through_load_iemocap(own_corpus, tmp_path):
 def test_bad_audio_of_a_dropped_turn_is_not_checked(own_corpus):
     (own_corpus / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M001.wav").unlink()  # fru
     assert scan_iemocap(own_corpus)[1].kept == 17
+
+
+def test_the_scan_steps_compose(corpus):
+    contents = read_corpus(corpus)  # parsed once, selected twice
+    assert len(contents.labels) == 22 and contents.texts["Ses01F_impro01_F000"] == "Excuse me."
+    no_exc = select_turns(contents, "4class_no_exc")
+    assert len(no_exc.examples) == 15 and no_exc.dropped["emotion not in label set: exc"] == 2
+    assert build_report(contents, no_exc, "4class_no_exc") == scan_iemocap(corpus, label_set="4class_no_exc")[1]
+    for call in (
+        lambda: check_label_set("five"),
+        lambda: select_turns(contents, "five"),
+        lambda: scan_iemocap(corpus, "five"),
+    ):
+        with pytest.raises(ValueError, match="Unknown IEMOCAP label_set 'five'; choose one of"):
+            call()
 
 
 def test_wrong_data_dir_errors_explain_what_to_pass(corpus, tmp_path):
