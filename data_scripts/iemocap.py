@@ -17,8 +17,9 @@ in that folder, not its `Attribute/`, `Categorical/`, `Self-evaluation/` subfold
 `scan_iemocap` works in three steps: `read_corpus` (parse every label and transcript file, list the wavs),
 `select_turns` (apply the label set, the transcripts and the wav checks to each labelled turn) and `build_report`.
 
-Nothing is dropped silently: every labelled turn is either kept or counted under a named reason in an
-`IemocapReport`, and `report.kept + sum(report.dropped.values()) == report.total`.
+Nothing is dropped silently: every line of a label file is a block header, a rater line, the `%` comment or blank,
+anything else is an `IemocapFormatError`; every labelled turn is either kept or counted under a named reason in an
+`IemocapReport` (`report.kept + sum(report.dropped.values()) == report.total`).
 """
 
 from __future__ import annotations
@@ -80,10 +81,16 @@ REPORT_FILENAME = "iemocap_report.json"
 
 # A block header of EmoEvaluation/<dialog>.txt, e.g. "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"
 _LABEL_HEADER = re.compile(r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(\w+)\t(\w+)\t\[(\d+\.\d+), (\d+\.\d+), (\d+\.\d+)\]$")
+# A rater line of a block: categorical "C-E2:\tNeutral;\t()", self-rating "C-F1:" / "C-M1:", dimensional
+# "A-E3:\tval 3; act 2; dom  2;\t()", "A-F1:" / "A-M1:".
+_RATER_LINE = re.compile(r"^[CA]-[EFM]\d+:")
 # "Ses01F_impro01_F000", "Ses03M_impro05a_M012", "Ses05M_script01_1b_F003": session, then dialog, then the speaker's
 # gender letter in the *last* group (the mocap letter after "Ses01" is not the speaker for cross-gender turns).
 _UTTERANCE_ID = re.compile(r"^Ses(\d{2})[FM]_\w+_([FM])\d+$")
 _TRANSCRIPT_LINE = re.compile(r"^(\S+) \[(\d+\.\d+)-(\d+\.\d+)\]:(?: (.*))?$")
+# Whitespace and byte-order marks around a line (editors add them; they carry nothing).
+_LINE_EDGES = re.compile(r"^[\s\ufeff]+|[\s\ufeff]+$")
+_LINE_END = re.compile(rb"[\r\n]|\Z")
 
 
 class IemocapFormatError(ValueError):
@@ -146,33 +153,66 @@ def parse_utterance_id(utterance_id: str) -> tuple[int, str, str]:
 
 
 def _read_lines(path: Path) -> list[str]:
-    # Universal newlines: the release mixes LF and CRLF files.
-    with open(path, encoding="utf-8", errors="strict", newline=None) as handle:
-        return handle.read().splitlines()
+    """The lines of a UTF-8 text file, numbered as an editor numbers them (`lines[0]` is line 1), with surrounding
+    whitespace and byte-order marks removed. LF, CRLF and CR line ends are all accepted (the release mixes them).
+
+    Raises:
+        IemocapFormatError: naming file, line and column, if the file is not valid UTF-8.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_no = data[: error.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        line_start = max(data.rfind(b"\n", 0, error.start), data.rfind(b"\r", 0, error.start)) + 1
+        line_end = _LINE_END.search(data, error.start).start()
+        raise IemocapFormatError(
+            f"{path}:{line_no}: not UTF-8 text (byte 0x{data[error.start]:02x} at column "
+            f"{error.start - line_start + 1}) in {data[line_start:line_end]!r}; re-save the file as UTF-8 or restore "
+            "it from the release"
+        ) from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":  # the newline that ends the last line does not start another one
+        lines.pop()
+    return [_LINE_EDGES.sub("", line) for line in lines]
 
 
 def parse_emo_evaluation(path: str | os.PathLike) -> list[LabelRecord]:
     """Parse one `SessionN/dialog/EmoEvaluation/<dialog>.txt` file into its labelled turns, in file order.
 
-    Only block headers (`[start - end]\\tid\\tcode\\t[V, A, D]`) are read; the header comment, rater lines (`C-E2:`,
-    `A-F1:`, ...) and blank lines are skipped. V/A/D are kept as written (averages can fall outside 1-5).
+    Every line must be one of: a block header (`[start - end]\\tid\\tcode\\t[V, A, D]`), a rater line of a block
+    (`C-E2:`, `C-F1:`, `A-E3:`, `A-M1:`, ...), the `%` comment above the first block, or blank. Whitespace and a
+    byte-order mark around a line are ignored. Only block headers carry a turn; V/A/D are kept as written (averages
+    can fall outside 1-5).
 
     Raises:
-        IemocapFormatError: naming file and line, for a line starting with `[` that is not a valid block header, an
-            unknown emotion code, a malformed utterance id, or an id repeated within the file.
+        IemocapFormatError: naming file and line and showing the line, for any other line, a line starting with `[`
+            that is not a valid block header, an unknown emotion code, a malformed utterance id, an id repeated
+            within the file, or text that is not UTF-8.
     """
     path = Path(path)
     records: list[LabelRecord] = []
     seen: dict[str, int] = {}
     for line_no, line in enumerate(_read_lines(path), start=1):
-        if not line.startswith("["):
-            continue
         where = f"{path}:{line_no}"
+        if not line or _RATER_LINE.match(line):
+            continue
+        if line.startswith("%"):
+            if records:
+                raise IemocapFormatError(f"{where}: '%' comment line {line!r} after the first label block")
+            continue
         match = _LABEL_HEADER.match(line)
         if match is None:
+            if line.startswith("["):
+                raise IemocapFormatError(
+                    f"{where}: malformed label block header {line!r}; expected "
+                    "'[START - END]<TAB>UTTERANCE_ID<TAB>CODE<TAB>[V, A, D]'"
+                )
+            # A line of no known kind may be a damaged block header: skipping it could lose a turn unnoticed.
             raise IemocapFormatError(
-                f"{where}: malformed label block header {line!r}; expected "
-                "'[START - END]<TAB>UTTERANCE_ID<TAB>CODE<TAB>[V, A, D]'"
+                f"{where}: unexpected line {line!r}; an EmoEvaluation file holds only block headers "
+                "'[START - END]<TAB>UTTERANCE_ID<TAB>CODE<TAB>[V, A, D]', rater lines ('C-E2:', 'C-F1:', 'A-E3:', "
+                "...), the '%' comment at the top and blank lines"
             )
         start, end, utterance_id, code, valence, arousal, dominance = match.groups()
         if code not in EMOTION_CODES:
@@ -210,18 +250,21 @@ def parse_transcriptions(path: str | os.PathLike, skipped: Counter | None = None
     """Parse one `SessionN/dialog/transcriptions/<dialog>.txt` file into `{utterance_id: text}`.
 
     Lines are `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`, split on the first `]: `; the text is kept
-    verbatim (tags such as `[LAUGHTER]` included). Lines that are not utterances are skipped and, if `skipped` is
-    given, counted in it by reason: ids containing `XX` (unlabelled overlapping speech) and lines not starting with
-    `Ses`.
+    verbatim (tags such as `[LAUGHTER]` included). Whitespace and a byte-order mark around a line are ignored, blank
+    lines skipped. Other lines that are not utterances are skipped and, if `skipped` is given, counted in it by
+    reason: ids containing `XX` (unlabelled overlapping speech) and lines not starting with `Ses`.
 
     Raises:
-        IemocapFormatError: naming file and line, for a `Ses...` line without `id [start-end]: ` or a repeated id.
+        IemocapFormatError: naming file and line, for a `Ses...` line without `id [start-end]: `, a repeated id, or
+            text that is not UTF-8.
     """
     path = Path(path)
     skipped = Counter() if skipped is None else skipped
     texts: dict[str, str] = {}
     where_seen: dict[str, int] = {}
     for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line:
+            continue
         if not line.startswith("Ses"):
             skipped["transcript line not starting with 'Ses'"] += 1
             continue

@@ -9,6 +9,7 @@ temporary copy. Its 22 labelled turns (2-3 per speaker, all 10 speakers):
 """
 
 import logging
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -41,6 +42,8 @@ from emodistill.data_scripts.iemocap import (
 FIXTURE = Path(__file__).parent / "fixtures" / "iemocap_quirks"
 SES1_LABELS = "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
 SES1_WAV = "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
+SES1_TRANSCRIPT = "Session1/dialog/transcriptions/Ses01F_impro01.txt"
+SES2_LABELS = "Session2/dialog/EmoEvaluation/Ses02M_impro03.txt"
 COLUMNS = {
     "id": "string",
     "emotion_code": "string",
@@ -74,6 +77,13 @@ def make_corpus(destination: Path) -> Path:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)  # git keeps no empty wav folders
         write_wav(root / relative, seconds=0.2 + 0.01 * seed, seed=seed)
     return root
+
+
+def edit(path: Path, old: bytes, new: bytes) -> None:
+    """Replace the one occurrence of `old` in the file at `path` by `new`."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, f"{old!r} occurs {data.count(old)} times in {path}"
+    path.write_bytes(data.replace(old, new))
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +197,84 @@ def test_malformed_transcript_line_names_file_and_line(tmp_path):
     path.write_text("Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.\nSes01F_impro01_F001 006.2901: Hi.\n")
     with pytest.raises(IemocapFormatError, match=rf"{path}:2: malformed transcript line"):
         parse_transcriptions(path)
+
+
+def test_label_lines_with_whitespace_or_bom_are_kept(own_corpus):
+    session1 = own_corpus / SES1_LABELS
+    session1.write_bytes(b"\xef\xbb\xbf" + session1.read_bytes())  # BOM before the '%' line of a CRLF file
+    session2 = own_corpus / SES2_LABELS
+    edit(session2, b"\n[6.0000 - 7.5000]", b"\n [6.0000 - 7.5000]")  # leading space before a header
+    edit(session2, b"[2.0000, 2.0000, 2.0000]\n", b"[2.0000, 2.0000, 2.0000] \t\n")  # trailing blanks
+    edit(session2, b"\nC-E2:\tSadness;", b"\n\tC-E2:\tSadness;")  # indented rater line
+    session3 = own_corpus / "Session3/dialog/EmoEvaluation/Ses03M_impro05a.txt"
+    text = session3.read_bytes()
+    session3.write_bytes(b"\xef\xbb\xbf" + text[text.index(b"\n[") + 1 :])  # no comment: the BOM sits before a header
+    assert [r.utterance_id for r in parse_emo_evaluation(session3)][0] == "Ses03M_impro05a_F000"
+    assert [r.emotion_code for r in parse_emo_evaluation(session2)] == ["hap", "neu", "sad", "xxx"]
+    _, report = scan_iemocap(own_corpus)
+    assert (report.total, report.kept) == (22, 17)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "6.2901 - 8.2357]\tSes01F_impro01_F009\tneu\t[2.5000, 2.5000, 2.5000]",  # header without its '['
+        "Ses01F_impro01_F009\tneu",
+        "C-E2 Neutral;",  # rater without ':'
+        "X-E2:\tNeutral;\t()",
+        "Neutral;",
+    ],
+)
+def test_a_label_line_of_no_known_kind_is_an_error_showing_it(tmp_path, line):
+    path = tmp_path / "Ses01F_impro01.txt"
+    header = "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"
+    path.write_text("\n".join(["% header", "", header, "C-E2:\tNeutral;\t()", "C-M1:\tNeutral;\t()", "", line]) + "\n")
+    with pytest.raises(IemocapFormatError, match=re.escape(f"{path}:7: unexpected line {line!r}")):
+        parse_emo_evaluation(path)
+
+
+def test_rater_lines_of_every_kind_are_accepted_and_a_late_comment_is_not(tmp_path):
+    path = tmp_path / "Ses01F_impro01.txt"
+    header = "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"
+    raters = ["C-E1:\tNeutral; Anger;\t()", "C-F1:\tNeutral;\t(curious)", "C-M1:\tOther;\t()"]
+    raters += ["A-E3:\tval 3; act 2; dom  2;\t()", "A-E12:\tval 3; act 2;\t()", "A-F1:\tval 3;", "A-M1:\tval 1;"]
+    path.write_text("\n".join(["% header", "", header, *raters, ""]) + "\n")
+    assert [r.utterance_id for r in parse_emo_evaluation(path)] == ["Ses01F_impro01_F000"]
+    path.write_text("\n".join(["% header", "", header, *raters, "", "% again"]) + "\n")
+    with pytest.raises(IemocapFormatError, match=f"{path}:12: '%' comment line '% again' after the first label"):
+        parse_emo_evaluation(path)
+
+
+def test_transcript_lines_with_bom_or_whitespace_are_kept(own_corpus):
+    transcript = own_corpus / SES1_TRANSCRIPT
+    transcript.write_bytes(b"\xef\xbb\xbf" + transcript.read_bytes())  # the BOM sits before the first id
+    session2 = own_corpus / "Session2/dialog/transcriptions/Ses02M_impro03.txt"
+    edit(session2, b"\nSes02M_impro03_F001 ", b"\n\n  Ses02M_impro03_F001 ")  # a blank line, then indented
+    edit(session2, b"Whatever.\n", b"Whatever. \t\n")
+    skipped = Counter()
+    assert parse_transcriptions(transcript)["Ses01F_impro01_F000"] == "Excuse me."
+    assert parse_transcriptions(session2, skipped=skipped)["Ses02M_impro03_M001"] == "Whatever."
+    assert skipped == {"transcript line not starting with 'Ses'": 1}  # the "M: [BREATHING]" line, not the blank
+    _, report = scan_iemocap(own_corpus)
+    assert report.kept == 17 and "no transcript" not in report.dropped
+
+
+@pytest.mark.parametrize(
+    "relative, old, new, line, column",
+    [
+        (SES1_TRANSCRIPT, b"that's great!", b"caf\xe9!", 4, 49),
+        (SES1_LABELS, b"(curious)", b"(caf\xe9)", 6, 20),  # a CRLF file
+    ],
+)
+def test_undecodable_text_names_file_line_and_column(own_corpus, tmp_path, relative, old, new, line, column):
+    path = own_corpus / relative
+    edit(path, old, new)
+    shown = path.read_bytes().splitlines()[line - 1]
+    expected = re.escape(f"{path}:{line}: not UTF-8 text (byte 0xe9 at column {column}) in {shown!r};")
+    with pytest.raises(IemocapFormatError, match=expected):
+        scan_iemocap(own_corpus)
+    with pytest.raises(IemocapFormatError, match=expected):
+        load_iemocap(own_corpus, cache_dir=tmp_path / "cache")
 
 
 # ------------------------------------------------------------------ whole corpus
