@@ -19,7 +19,8 @@ in that folder, not its `Attribute/`, `Categorical/`, `Self-evaluation/` subfold
 
 Nothing is dropped silently: every line of a label file is a block header, a rater line, the `%` comment or blank,
 anything else is an `IemocapFormatError`; every labelled turn is either kept or counted under a named reason in an
-`IemocapReport` (`report.kept + sum(report.dropped.values()) == report.total`).
+`IemocapReport` (`report.kept + sum(report.dropped.values()) == report.total`); dialogs whose wavs have no labels
+are listed in the report and logged as warnings.
 """
 
 from __future__ import annotations
@@ -431,13 +432,23 @@ def list_corpus_files(root: Path) -> list[SessionFiles]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _some(items: list[str], limit: int = 10) -> str:
+    """`items` joined by commas, the first `limit` only (a whole dialog can lack its transcripts)."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
+
+
 @dataclass
 class IemocapReport:
     """What happened to every labelled turn of the corpus.
 
     `total` counts every block of every EmoEvaluation file; each is either kept or counted once in `dropped` under
     the first reason that applies (label set, then transcript, then audio), so `kept + sum(dropped.values()) ==
-    total`. Lines that are not labelled turns are counted apart: `skipped_transcript_lines` (XX ids, non-`Ses`
+    total`. The ids dropped for "no transcript" are listed per session in `turns_without_transcript`.
+
+    Files that hold no labelled turn are counted apart: `dialogs_without_labels` (session -> {dialog: number of
+    wavs}: a `sentences/wav/<dialog>/` folder with wavs but no label block of that dialog, i.e. a missing or empty
+    EmoEvaluation file, whose turns are therefore not in `total`), `skipped_transcript_lines` (XX ids, non-`Ses`
     lines), `unlabelled_transcripts` (a transcript id with no label block) and `unlabelled_wavs` (a `*.wav` under
     `sentences/wav` with no label block; `._*` AppleDouble and non-wav files are ignored).
     """
@@ -453,11 +464,18 @@ class IemocapReport:
     skipped_transcript_lines: dict[str, int] = field(default_factory=dict)
     unlabelled_transcripts: int = 0
     unlabelled_wavs: int = 0
+    dialogs_without_labels: dict[int, dict[str, int]] = field(default_factory=dict)
+    turns_without_transcript: dict[int, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kept + sum(self.dropped.values()) != self.total:
             raise AssertionError(
                 f"IEMOCAP report does not add up: kept {self.kept} + dropped {self.dropped} != {self.total}"
+            )
+        listed = sum(len(ids) for ids in self.turns_without_transcript.values())
+        if listed != self.dropped.get("no transcript", 0):
+            raise AssertionError(
+                f"IEMOCAP report lists {listed} turns without transcript but drops {self.dropped.get('no transcript')}"
             )
 
     def to_dict(self) -> dict:
@@ -466,7 +484,8 @@ class IemocapReport:
     @classmethod
     def from_dict(cls, values: dict) -> IemocapReport:
         values = dict(values)
-        values["per_session"] = {int(k): v for k, v in values["per_session"].items()}  # JSON keys are strings
+        for name in ("per_session", "dialogs_without_labels", "turns_without_transcript"):
+            values[name] = {int(k): v for k, v in values[name].items()}  # JSON keys are strings
         return cls(**values)
 
     def compare_with_full_release(self) -> list[str]:
@@ -476,6 +495,22 @@ class IemocapReport:
         return [
             f"{key}: expected {value}, got {actual[key]}" for key, value in expected.items() if actual[key] != value
         ]
+
+    def problems(self) -> list[str]:
+        """One line per session and kind of loss outside the label set: dialogs with wavs but no labels, labelled
+        turns without a transcript (the lines `load_iemocap` logs as warnings)."""
+        lines = []
+        for session, dialogs in sorted(self.dialogs_without_labels.items()):
+            lines.append(
+                f"Session{session}: {len(dialogs)} dialog(s) with wavs but no EmoEvaluation file (or one without "
+                f"label blocks), their turns are not counted: "
+                + ", ".join(f"{dialog} ({wavs} wavs)" for dialog, wavs in dialogs.items())
+            )
+        for session, ids in sorted(self.turns_without_transcript.items()):
+            lines.append(
+                f"Session{session}: {len(ids)} labelled turn(s) without a transcript line, dropped: {_some(ids)}"
+            )
+        return lines
 
     def __str__(self) -> str:
         rows = [("labelled turns", self.total), ("kept", self.kept)]
@@ -492,11 +527,18 @@ class IemocapReport:
             f"wavs without label {self.unlabelled_wavs}",
         ]
         lines.append("  ignored, not labelled turns: " + ", ".join(not_turns))
+        unlabelled_dialogs = [dialog for dialogs in self.dialogs_without_labels.values() for dialog in dialogs]
+        if unlabelled_dialogs:
+            lines.append("  dialogs with wavs but no labels: " + ", ".join(sorted(unlabelled_dialogs)))
         return "\n".join(lines)
 
 
 def _log_report(report: IemocapReport) -> None:
+    """Log the report (INFO), its problems (WARNING) and, for a full release, how it compares with the published
+    counts."""
     logger.info("%s", report)
+    for problem in report.problems():
+        logger.warning("IEMOCAP %s", problem)
     if report.total != FULL_RELEASE_TURNS:
         return
     differences = report.compare_with_full_release()
@@ -533,6 +575,7 @@ class Selection:
 
     examples: list[dict]  # kept rows (schema of `IemocapBuilder`, `audio` as the wav path), sorted by utterance id
     dropped: Counter  # reason -> number of labelled turns
+    without_transcript: list[str]  # ids dropped for "no transcript", sorted
 
 
 def read_corpus(root: Path) -> CorpusContents:
@@ -573,7 +616,7 @@ def select_turns(contents: CorpusContents, label_set: str = "4class", skip_bad_a
     """
     check_label_set(label_set)
     _, code_to_class = LABEL_SETS[label_set]
-    selection = Selection(examples=[], dropped=Counter())
+    selection = Selection(examples=[], dropped=Counter(), without_transcript=[])
     for utterance_id in sorted(contents.labels):
         record = contents.labels[utterance_id]
         if record.emotion_code not in code_to_class:
@@ -581,6 +624,7 @@ def select_turns(contents: CorpusContents, label_set: str = "4class", skip_bad_a
             continue
         if utterance_id not in contents.texts:
             selection.dropped["no transcript"] += 1
+            selection.without_transcript.append(utterance_id)
             continue
         wav = contents.root / f"Session{record.session}" / "sentences" / "wav" / record.dialog / f"{utterance_id}.wav"
         problem = check_wav(wav)
@@ -620,6 +664,15 @@ def build_report(contents: CorpusContents, selection: Selection, label_set: str)
     class_names, _ = LABEL_SETS[label_set]
     examples = selection.examples
     per_class = Counter(example["label"] for example in examples)
+    labelled_dialogs = {record.dialog for record in contents.labels.values()}
+    dialogs_without_labels = {}
+    for files in contents.files:
+        unlabelled = {dialog: len(wavs) for dialog, wavs in files.wavs.items() if dialog not in labelled_dialogs}
+        if unlabelled:
+            dialogs_without_labels[files.session] = unlabelled
+    turns_without_transcript: dict[int, list[str]] = {}
+    for utterance_id in selection.without_transcript:
+        turns_without_transcript.setdefault(contents.labels[utterance_id].session, []).append(utterance_id)
     wav_ids = {wav.stem for files in contents.files for wavs in files.wavs.values() for wav in wavs}
     return IemocapReport(
         data_dir=str(contents.root),
@@ -633,6 +686,8 @@ def build_report(contents: CorpusContents, selection: Selection, label_set: str)
         skipped_transcript_lines=dict(sorted(contents.skipped_transcript_lines.items())),
         unlabelled_transcripts=len(contents.texts.keys() - contents.labels.keys()),
         unlabelled_wavs=len(wav_ids - contents.labels.keys()),
+        dialogs_without_labels=dialogs_without_labels,
+        turns_without_transcript=dict(sorted(turns_without_transcript.items())),
     )
 
 
@@ -782,7 +837,8 @@ def load_iemocap(
         skip_bad_audio: drop and count turns with a missing/empty/truncated/unreadable wav instead of raising.
         cache_dir: where the Arrow files go (default: the `datasets` cache).
         download_mode: `"force_redownload"` re-reads the corpus even if a cache exists.
-        return_report: also return the `IemocapReport` (it is always logged).
+        return_report: also return the `IemocapReport` (it is always logged, with a warning per session for dialogs
+            without labels and turns without transcript).
 
     Returns:
         The dataset (schema: see `IemocapBuilder._info`), or `(dataset, report)` if `return_report`.

@@ -44,6 +44,7 @@ SES1_LABELS = "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
 SES1_WAV = "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
 SES1_TRANSCRIPT = "Session1/dialog/transcriptions/Ses01F_impro01.txt"
 SES2_LABELS = "Session2/dialog/EmoEvaluation/Ses02M_impro03.txt"
+LOGGER = "emodistill.data_scripts.iemocap"
 COLUMNS = {
     "id": "string",
     "emotion_code": "string",
@@ -84,6 +85,10 @@ def edit(path: Path, old: bytes, new: bytes) -> None:
     data = path.read_bytes()
     assert data.count(old) == 1, f"{old!r} occurs {data.count(old)} times in {path}"
     path.write_bytes(data.replace(old, new))
+
+
+def iemocap_records(caplog, level: int = logging.INFO) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == LOGGER and record.levelno == level]
 
 
 @pytest.fixture(scope="module")
@@ -364,15 +369,48 @@ def test_other_label_sets(corpus, cache_dir):
         load_iemocap(corpus, label_set="five", cache_dir=cache_dir)
 
 
-def test_missing_transcript_and_unlabelled_files_are_counted(own_corpus):
+def test_missing_transcript_and_unlabelled_files_are_counted_and_logged(own_corpus, tmp_path, caplog):
     transcript = own_corpus / "Session2/dialog/transcriptions/Ses02M_impro03.txt"
     lines = transcript.read_text().splitlines()
     lines = [line for line in lines if not line.startswith("Ses02M_impro03_F001 ")]
     transcript.write_text("\n".join(lines + ["Ses02M_impro03_F099 [020.0000-021.0000]: Unlabelled."]) + "\n")
     write_wav(own_corpus / "Session2/sentences/wav/Ses02M_impro03/Ses02M_impro03_F099.wav")
-    _, report = scan_iemocap(own_corpus)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _, report = load_iemocap(own_corpus, cache_dir=tmp_path / "cache", return_report=True)
     assert report.kept == 16 and report.dropped["no transcript"] == 1
+    assert report.turns_without_transcript == {2: ["Ses02M_impro03_F001"]}
     assert (report.unlabelled_transcripts, report.unlabelled_wavs) == (1, 1)
+    assert report.dialogs_without_labels == {}  # the unlabelled wav's dialog has labelled turns
+    assert [record.getMessage() for record in iemocap_records(caplog, logging.WARNING)] == [
+        "IEMOCAP Session2: 1 labelled turn(s) without a transcript line, dropped: Ses02M_impro03_F001"
+    ]
+    with pytest.raises(AssertionError, match="lists 0 turns without transcript but drops 1"):
+        IemocapReport(data_dir="x", label_set="4class", total=1, dropped={"no transcript": 1})
+
+
+@pytest.mark.parametrize("damage", ["deleted", "without blocks"])
+def test_dialog_with_wavs_but_no_labels_is_reported_and_logged(own_corpus, tmp_path, caplog, damage):
+    label_file = own_corpus / SES1_LABELS
+    if damage == "deleted":
+        label_file.unlink()
+    else:
+        label_file.write_bytes(label_file.read_bytes().split(b"\r\n\r\n")[0] + b"\r\n")  # the '%' line only
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _, report = load_iemocap(own_corpus, cache_dir=tmp_path / "cache", return_report=True)
+    assert (report.total, report.kept, report.unlabelled_wavs) == (17, 13, 5)
+    assert report.dialogs_without_labels == {1: {"Ses01F_impro01": 5}}
+    warning = (
+        "IEMOCAP Session1: 1 dialog(s) with wavs but no EmoEvaluation file (or one without label blocks), their "
+        "turns are not counted: Ses01F_impro01 (5 wavs)"
+    )
+    assert [record.getMessage() for record in iemocap_records(caplog, logging.WARNING)] == [warning]
+    assert "dialogs with wavs but no labels: Ses01F_impro01" in str(report)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=LOGGER):  # read back from the cache: same report, same warning
+        _, cached = load_iemocap(own_corpus, cache_dir=tmp_path / "cache", return_report=True)
+    assert cached == report and [record.getMessage() for record in iemocap_records(caplog, logging.WARNING)] == [
+        warning
+    ]
 
 
 def _damage(path: Path, kind: str) -> None:
