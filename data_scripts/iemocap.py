@@ -6,6 +6,7 @@ reads the folder the user points it to, checks every labelled turn it keeps, and
     >>> from emodistill.data_scripts.iemocap import load_iemocap
     >>> ds, report = load_iemocap("/data/IEMOCAP_full_release", return_report=True)
     >>> print(report)  # kept / dropped-by-reason / per-class / per-session counts
+    >>> report.matches_full_release, report.compare_with_full_release()  # vs the published counts
 
 `datasets>=4` no longer runs loading scripts, so `load_iemocap` instantiates `IemocapBuilder` directly; the builder
 can also be used as any other `datasets` builder (`download_and_prepare()`, `as_dataset(split="train")`).
@@ -61,17 +62,27 @@ LABEL_SETS: dict[str, tuple[list[str], dict[str, str]]] = {
     "all": (list(EMOTION_CODES), {code: code for code in EMOTION_CODES}),
 }
 
-# Published counts of the full release, compared (as a log note, not an error) whenever a full release is read.
+# Published counts of the full release (docs/iemocap_format.md), compared with every corpus that is read.
 FULL_RELEASE_TURNS = 10_039
+FULL_RELEASE_CODES = {
+    "xxx": 2_507, "fru": 1_849, "neu": 1_708, "ang": 1_103, "sad": 1_084, "exc": 1_041,
+    "hap": 595, "sur": 107, "fea": 40, "oth": 3, "dis": 2,
+}  # fmt: skip
 FULL_RELEASE_EXPECTED = {
     "4class": {
         "kept": 5_531,
         "per_class": {"neutral": 1_708, "angry": 1_103, "sad": 1_084, "happy": 1_636},
         "per_session": {1: 1_085, 2: 1_023, 3: 1_151, 4: 1_031, 5: 1_241},
     },
-    "4class_no_exc": {"kept": 4_490},
-    "all": {"kept": FULL_RELEASE_TURNS},
+    "4class_no_exc": {
+        "kept": 4_490,
+        "per_class": {"neutral": 1_708, "angry": 1_103, "sad": 1_084, "happy": 595},
+    },
+    "all": {"kept": FULL_RELEASE_TURNS, "per_class": {code: FULL_RELEASE_CODES[code] for code in EMOTION_CODES}},
 }
+# A corpus whose total is this close to the full release's is taken for the release with losses (a WARNING when its
+# counts differ); a smaller one is a subset or the synthetic corpus (an INFO line).
+FULL_RELEASE_TOLERANCE = 0.05
 
 DOWNLOAD_INSTRUCTIONS = (
     "IEMOCAP must be obtained manually: request it (licence required) at https://sail.usc.edu/iemocap/, unpack it, "
@@ -489,12 +500,28 @@ class IemocapReport:
         return cls(**values)
 
     def compare_with_full_release(self) -> list[str]:
-        """Differences from the published counts of the full release (empty when they all match)."""
-        expected = FULL_RELEASE_EXPECTED.get(self.label_set, {})
-        actual = {"kept": self.kept, "per_class": self.per_class, "per_session": self.per_session}
-        return [
-            f"{key}: expected {value}, got {actual[key]}" for key, value in expected.items() if actual[key] != value
-        ]
+        """Differences from the published counts of the full release, e.g. `["labelled turns: expected 10039, got
+        10033", "kept: expected 5531, got 5525", "session 2: expected 1023, got 1017", "class happy: expected 1636,
+        got 1630"]`; empty when every published count matches. Per-session counts are published for "4class" only.
+        """
+        expected = FULL_RELEASE_EXPECTED[self.label_set]
+        differences = []
+        if self.total != FULL_RELEASE_TURNS:
+            differences.append(f"labelled turns: expected {FULL_RELEASE_TURNS}, got {self.total}")
+        if self.kept != expected["kept"]:
+            differences.append(f"kept: expected {expected['kept']}, got {self.kept}")
+        for session, count in expected.get("per_session", {}).items():
+            if self.per_session.get(session, 0) != count:
+                differences.append(f"session {session}: expected {count}, got {self.per_session.get(session, 0)}")
+        for name, count in expected.get("per_class", {}).items():
+            if self.per_class.get(name, 0) != count:
+                differences.append(f"class {name}: expected {count}, got {self.per_class.get(name, 0)}")
+        return differences
+
+    @property
+    def matches_full_release(self) -> bool:
+        """Whether every published count of the full release matches (the corpus is the complete IEMOCAP)."""
+        return not self.compare_with_full_release()
 
     def problems(self) -> list[str]:
         """One line per session and kind of loss outside the label set: dialogs with wavs but no labels, labelled
@@ -530,27 +557,39 @@ class IemocapReport:
         unlabelled_dialogs = [dialog for dialogs in self.dialogs_without_labels.values() for dialog in dialogs]
         if unlabelled_dialogs:
             lines.append("  dialogs with wavs but no labels: " + ", ".join(sorted(unlabelled_dialogs)))
+        differences = self.compare_with_full_release()
+        lines.append(
+            "  full release: " + ("all published counts match" if not differences else f"{len(differences)} differ")
+        )
         return "\n".join(lines)
 
 
 def _log_report(report: IemocapReport) -> None:
-    """Log the report (INFO), its problems (WARNING) and, for a full release, how it compares with the published
-    counts."""
+    """Log the report (INFO), its problems (WARNING) and how it compares with the published full release."""
     logger.info("%s", report)
     for problem in report.problems():
         logger.warning("IEMOCAP %s", problem)
-    if report.total != FULL_RELEASE_TURNS:
-        return
     differences = report.compare_with_full_release()
-    if differences:
+    if not differences:
+        logger.info("IEMOCAP %s counts match the published full-release counts.", report.label_set)
+    elif abs(report.total - FULL_RELEASE_TURNS) <= FULL_RELEASE_TOLERANCE * FULL_RELEASE_TURNS:
         logger.warning(
-            "Read a full IEMOCAP release (%d labelled turns) but the %s counts differ from the published ones: %s",
-            report.total,
+            "IEMOCAP (%s) differs from the published release (%s); with %d labelled turns (the full release has %d) "
+            "it looks like the full release with losses: the dropped reasons and warnings above say where.",
             report.label_set,
             "; ".join(differences),
+            report.total,
+            FULL_RELEASE_TURNS,
         )
     else:
-        logger.info("IEMOCAP %s counts match the published full-release counts.", report.label_set)
+        logger.info(
+            "IEMOCAP (%s) differs from the published release (%s); with %d labelled turns (the full release has %d) "
+            "it is a subset or a synthetic corpus.",
+            report.label_set,
+            "; ".join(differences),
+            report.total,
+            FULL_RELEASE_TURNS,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -837,8 +876,8 @@ def load_iemocap(
         skip_bad_audio: drop and count turns with a missing/empty/truncated/unreadable wav instead of raising.
         cache_dir: where the Arrow files go (default: the `datasets` cache).
         download_mode: `"force_redownload"` re-reads the corpus even if a cache exists.
-        return_report: also return the `IemocapReport` (it is always logged, with a warning per session for dialogs
-            without labels and turns without transcript).
+        return_report: also return the `IemocapReport` (it is always logged, with the comparison with the published
+            full-release counts and a warning per session for dialogs without labels and turns without transcript).
 
     Returns:
         The dataset (schema: see `IemocapBuilder._info`), or `(dataset, report)` if `return_report`.

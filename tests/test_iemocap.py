@@ -490,25 +490,106 @@ def test_wrong_data_dir_errors_explain_what_to_pass(corpus, tmp_path):
         load_iemocap(tmp_path)
 
 
-def test_full_release_counts_are_compared_in_the_log(caplog):
-    expected = FULL_RELEASE_EXPECTED["4class"]
-    report = IemocapReport(
-        data_dir="IEMOCAP_full_release",
-        label_set="4class",
-        total=FULL_RELEASE_TURNS,
-        kept=expected["kept"],
-        dropped={"emotion not in label set: xxx": FULL_RELEASE_TURNS - expected["kept"]},
-        per_class=dict(expected["per_class"]),
-        per_session=dict(expected["per_session"]),
-    )
-    assert report.compare_with_full_release() == []
-    with caplog.at_level(logging.INFO, logger="emodistill.data_scripts.iemocap"):
-        _log_report(report)
-    assert "match the published full-release counts" in caplog.text
-    report.per_session[5] -= 1
-    report.per_session[4] += 1
-    with caplog.at_level(logging.INFO, logger="emodistill.data_scripts.iemocap"):
-        _log_report(report)
-    assert "per_session: expected" in caplog.text
+def full_release_report(label_set: str = "4class", **changes) -> IemocapReport:
+    """A report with the published counts of the full release (no per-speaker counts), then `changes`."""
+    expected = FULL_RELEASE_EXPECTED[label_set]
+    not_kept = FULL_RELEASE_TURNS - expected["kept"]
+    values = {
+        "data_dir": "IEMOCAP_full_release",
+        "label_set": label_set,
+        "total": FULL_RELEASE_TURNS,
+        "kept": expected["kept"],
+        "dropped": {"emotion not in label set: xxx": not_kept} if not_kept else {},
+        "per_class": dict(expected["per_class"]),
+        "per_session": dict(expected.get("per_session", {})),
+    }
+    return IemocapReport(**{**values, **changes})
+
+
+def test_full_release_counts_match_in_the_log(caplog):
+    for label_set in FULL_RELEASE_EXPECTED:
+        report = full_release_report(label_set)
+        assert report.compare_with_full_release() == [] and report.matches_full_release
+        with caplog.at_level(logging.INFO, logger=LOGGER):
+            _log_report(report)
+        assert f"IEMOCAP {label_set} counts match the published full-release counts" in caplog.text
+    assert not iemocap_records(caplog, logging.WARNING)
     with pytest.raises(AssertionError, match="does not add up"):
-        IemocapReport(data_dir="x", label_set="4class", total=3, kept=1, dropped={"no transcript": 1})
+        IemocapReport(data_dir="x", label_set="4class", total=3, kept=1, dropped={"emotion not in label set: xxx": 1})
+
+
+def test_a_full_release_with_losses_says_which_sessions_and_classes_differ(caplog):
+    expected = FULL_RELEASE_EXPECTED["4class"]
+    report = full_release_report(
+        kept=expected["kept"] - 6,
+        dropped={
+            "emotion not in label set: xxx": FULL_RELEASE_TURNS - expected["kept"],
+            "bad audio (skipped on request): truncated": 6,
+        },
+        per_class={**expected["per_class"], "happy": 1_630},
+        per_session={**expected["per_session"], 2: 1_017},
+    )
+    differences = [
+        "kept: expected 5531, got 5525",
+        "session 2: expected 1023, got 1017",
+        "class happy: expected 1636, got 1630",
+    ]
+    assert report.compare_with_full_release() == differences and not report.matches_full_release
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _log_report(report)
+    [warning] = iemocap_records(caplog, logging.WARNING)
+    assert "differs from the published release (" + "; ".join(differences) + ")" in warning.getMessage()
+    assert "looks like the full release with losses" in warning.getMessage()
+
+    # A lost label file: 400 fewer turns (4 %) is still a release with losses; the total is named first.
+    report = full_release_report(
+        total=FULL_RELEASE_TURNS - 400,
+        kept=expected["kept"] - 200,
+        dropped={"emotion not in label set: xxx": FULL_RELEASE_TURNS - expected["kept"] - 200},
+        per_class={**expected["per_class"], "neutral": 1_508},
+        per_session={**expected["per_session"], 3: 951},
+    )
+    assert report.compare_with_full_release()[0] == "labelled turns: expected 10039, got 9639"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _log_report(report)
+    assert (
+        "session 3: expected 1151, got 951; class neutral" in iemocap_records(caplog, logging.WARNING)[0].getMessage()
+    )
+
+    everything = full_release_report(
+        "all",
+        kept=FULL_RELEASE_TURNS - 1,
+        dropped={"no transcript": 1},
+        turns_without_transcript={1: ["Ses01F_impro01_F000"]},
+        per_class={**FULL_RELEASE_EXPECTED["all"]["per_class"], "fru": 1_848},
+    )
+    assert everything.compare_with_full_release() == [
+        "kept: expected 10039, got 10038",
+        "class fru: expected 1849, got 1848",
+    ]
+
+
+def test_a_small_corpus_differs_in_one_info_line(loaded, corpus, cache_dir, caplog):
+    _, report = loaded
+    assert not report.matches_full_release
+    assert report.compare_with_full_release()[:2] == [
+        "labelled turns: expected 10039, got 22",
+        "kept: expected 5531, got 17",
+    ]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        load_iemocap(corpus, cache_dir=cache_dir)
+    [line] = [record for record in iemocap_records(caplog) if "published" in record.getMessage()]
+    assert "differs from the published release (labelled turns: expected 10039, got 22;" in line.getMessage()
+    assert "session 2: expected 1023, got 3" in line.getMessage() and "\n" not in line.getMessage()
+    assert "a subset or a synthetic corpus" in line.getMessage() and not iemocap_records(caplog, logging.WARNING)
+
+
+def test_the_synthetic_corpus_loads_without_warnings(tiny_iemocap_root, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _, report = load_iemocap(tiny_iemocap_root, cache_dir=tmp_path / "cache", return_report=True)
+    assert report.dialogs_without_labels == {} and report.turns_without_transcript == {}
+    assert not report.matches_full_release and not iemocap_records(caplog, logging.WARNING)
+    assert (
+        len([record for record in iemocap_records(caplog) if "differs from the published" in record.getMessage()]) == 1
+    )
