@@ -438,6 +438,20 @@ def list_corpus_files(root: Path) -> list[SessionFiles]:
     return sessions
 
 
+def corpus_fingerprint(root: Path) -> str:
+    """Hash (16 hex digits) of the relative path, size and mtime (ns) of every file the reader reads under `root`.
+
+    Any edit, deletion or addition of a label file, transcript or wav changes it; a file restored with its old
+    size *and* mtime (e.g. `cp -p`, `rsync -t`) does not, which is right when its bytes are the old ones too.
+    """
+    digest = hashlib.sha256()
+    for files in list_corpus_files(root):
+        for path in files.paths():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------------------------
@@ -772,6 +786,19 @@ def _module_fingerprint() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
+def cache_hash(data_dir: str | os.PathLike | None) -> str:
+    """The builder's `hash` (16 hex digits, a folder of the cache path): this module's fingerprint combined with
+    `corpus_fingerprint` of `data_dir`, so that editing, deleting or restoring a corpus file gives another cache.
+
+    Raises:
+        FileNotFoundError: if `data_dir` is given but is not the release folder (see `resolve_data_dir`).
+    """
+    parts = [_module_fingerprint()]
+    if data_dir is not None:  # without one, preparing fails later with the download instructions
+        parts.append(corpus_fingerprint(resolve_data_dir(data_dir)))
+    return hashlib.sha256("-".join(parts).encode()).hexdigest()[:16]
+
+
 class IemocapBuilder(datasets.GeneratorBasedBuilder):
     """Builder for a local `IEMOCAP_full_release` folder; one `train` split holding every kept turn.
 
@@ -782,8 +809,11 @@ class IemocapBuilder(datasets.GeneratorBasedBuilder):
         >>> builder.report  # IemocapReport, also when the Arrow cache was reused
 
     The cache lives under `cache_dir` (default: the `datasets` cache, `HF_DATASETS_CACHE`) in
-    `iemocap/<config id, which encodes data_dir and options>/<version>/<hash of this module>/`, beside the report in
-    `iemocap_report.json`. Pass `download_mode="force_redownload"` to `download_and_prepare` after editing the corpus.
+    `iemocap/<config id, which encodes data_dir and options>/<version>/<cache_hash(data_dir)>/`, beside the report
+    in `iemocap_report.json`. The hash covers this module and the path, size and mtime of every corpus file read, so
+    an edited, deleted or restored file is noticed when the builder is created (each state of the corpus gets its
+    own folder, small: audio is stored as paths). To rebuild anyway, pass
+    `download_mode="force_redownload"` to `download_and_prepare`.
     """
 
     VERSION = datasets.Version("1.0.0")  # also the version of BUILDER_CONFIGS
@@ -795,7 +825,8 @@ class IemocapBuilder(datasets.GeneratorBasedBuilder):
         # `IemocapBuilder(label_set="all")` picks the config of that name rather than relabelling the default one.
         if "label_set" in kwargs and kwargs.get("config_name") is None:
             kwargs["config_name"] = kwargs.pop("label_set")
-        kwargs.setdefault("hash", _module_fingerprint())
+        if "hash" not in kwargs:
+            kwargs["hash"] = cache_hash(kwargs.get("data_dir"))
         kwargs.setdefault("dataset_name", "iemocap")
         super().__init__(*args, **kwargs)
         self._report: IemocapReport | None = None
@@ -867,6 +898,7 @@ def load_iemocap(
     cache_dir: str | os.PathLike | None = None,
     download_mode: str | datasets.DownloadMode | None = None,
     return_report: bool = False,
+    force_reload: bool = False,
 ) -> datasets.Dataset | tuple[datasets.Dataset, IemocapReport]:
     """Load IEMOCAP as one `datasets.Dataset` (prepared once, then read from the Arrow cache).
 
@@ -878,12 +910,16 @@ def load_iemocap(
         download_mode: `"force_redownload"` re-reads the corpus even if a cache exists.
         return_report: also return the `IemocapReport` (it is always logged, with the comparison with the published
             full-release counts and a warning per session for dialogs without labels and turns without transcript).
+        force_reload: re-read the corpus even if a cache exists (the same as `download_mode="force_redownload"`).
+            Edits to the corpus files are noticed without it (see `IemocapBuilder`).
 
     Returns:
         The dataset (schema: see `IemocapBuilder._info`), or `(dataset, report)` if `return_report`.
     """
     check_label_set(label_set)
     root = resolve_data_dir(data_dir)
+    if force_reload:
+        download_mode = datasets.DownloadMode.FORCE_REDOWNLOAD
     builder = IemocapBuilder(
         data_dir=str(root.resolve()),
         cache_dir=None if cache_dir is None else str(cache_dir),

@@ -9,6 +9,7 @@ temporary copy. Its 22 labelled turns (2-3 per speaker, all 10 speakers):
 """
 
 import logging
+import os
 import re
 import shutil
 from collections import Counter
@@ -475,6 +476,56 @@ def test_the_scan_steps_compose(corpus):
     ):
         with pytest.raises(ValueError, match="Unknown IEMOCAP label_set 'five'; choose one of"):
             call()
+
+
+# ------------------------------------------------------------------ the Arrow cache follows the corpus
+
+
+def label_of(dataset, utterance_id: str) -> str:
+    return dataset.features["label"].int2str(dataset["label"][dataset["id"].index(utterance_id)])
+
+
+def test_cache_notices_a_relabelled_turn(own_corpus, tmp_path):
+    assert label_of(load_iemocap(own_corpus, cache_dir=tmp_path), "Ses02M_impro03_F001") == "neutral"
+    size = (own_corpus / SES2_LABELS).stat().st_size
+    edit(own_corpus / SES2_LABELS, b"\tSes02M_impro03_F001\tneu\t", b"\tSes02M_impro03_F001\tsad\t")
+    assert (own_corpus / SES2_LABELS).stat().st_size == size  # only the mtime tells
+    dataset, report = load_iemocap(own_corpus, cache_dir=tmp_path, return_report=True)
+    assert label_of(dataset, "Ses02M_impro03_F001") == "sad" and report.per_class["sad"] == 5
+
+
+def test_cache_notices_a_deleted_wav(own_corpus, tmp_path):
+    assert len(load_iemocap(own_corpus, cache_dir=tmp_path)) == 17
+    assert len(load_iemocap(own_corpus, cache_dir=tmp_path, skip_bad_audio=True)) == 17
+    (own_corpus / SES1_WAV).unlink()
+    with pytest.raises(IemocapAudioError, match="Ses01F_impro01_F000.wav: missing file"):
+        load_iemocap(own_corpus, cache_dir=tmp_path)
+    dataset, report = load_iemocap(own_corpus, cache_dir=tmp_path, skip_bad_audio=True, return_report=True)
+    assert len(dataset) == 16 and report.dropped["bad audio (skipped on request): missing file"] == 1
+
+
+def test_cache_notices_a_truncated_then_restored_wav(own_corpus, tmp_path):
+    wav = own_corpus / SES1_WAV
+    original = wav.read_bytes()
+    assert len(load_iemocap(own_corpus, cache_dir=tmp_path, skip_bad_audio=True)) == 17
+    _damage(wav, "truncated")
+    dataset = load_iemocap(own_corpus, cache_dir=tmp_path, skip_bad_audio=True)
+    assert len(dataset) == 16 and "Ses01F_impro01_F000" not in dataset["id"]
+    wav.write_bytes(original)
+    dataset, report = load_iemocap(own_corpus, cache_dir=tmp_path, skip_bad_audio=True, return_report=True)
+    assert len(dataset) == 17 and "Ses01F_impro01_F000" in dataset["id"]
+    assert not any(reason.startswith("bad audio") for reason in report.dropped)
+    assert decode_audio(dataset[0]["audio"])[0].shape == (3200,)
+
+
+def test_force_reload_rereads_an_edit_that_kept_size_and_mtime(own_corpus, tmp_path):
+    label_file = own_corpus / SES2_LABELS
+    assert label_of(load_iemocap(own_corpus, cache_dir=tmp_path), "Ses02M_impro03_F001") == "neutral"
+    before = label_file.stat()
+    edit(label_file, b"\tSes02M_impro03_F001\tneu\t", b"\tSes02M_impro03_F001\tsad\t")
+    os.utime(label_file, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` of another file would
+    assert label_of(load_iemocap(own_corpus, cache_dir=tmp_path), "Ses02M_impro03_F001") == "neutral"  # not seen
+    assert label_of(load_iemocap(own_corpus, cache_dir=tmp_path, force_reload=True), "Ses02M_impro03_F001") == "sad"
 
 
 def test_wrong_data_dir_errors_explain_what_to_pass(corpus, tmp_path):
