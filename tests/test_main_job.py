@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import pipeline
 
-from emodistill.trainers import teacher_training
+from emodistill.trainers import cross_validation, teacher_training
 
 from tiny_models import two_cpu_processes_command
 
@@ -26,7 +26,6 @@ TINY_RUN = [
     "--linguistic_teacher_epochs", "1",
     "--prosodic_teacher_epochs", "1",
     "--per_device_train_batch_size", "8",
-    "--logging_steps", "1",
     "--max_train_seconds", "1.5",
     "--preprocessing_num_workers", "1",
 ]  # fmt: skip
@@ -68,7 +67,7 @@ def test_results_schema_and_artefacts(finished_run):
     assert np.mean([f["ua"] for f in results["folds"]]) == pytest.approx(results["mean"]["ua"])
     assert results["config"]["synthetic_corpus"] and results["config"]["ablation"] == "none"
     table = (out / "results.md").read_text()
-    assert "| EmoDistill (this run) |" in table and "w/o f_S and f_T^P" in table and "| 2 | Ses01_M |" in table
+    assert "| Ours (EmoDistill) (this run) |" in table and "w/o f_S and f_T^P" in table and "| 2 | Ses01_M |" in table
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     folds = json.loads((out / "folds.json").read_text())["folds"]
     assert folds[0]["test"]["speakers"] == ["Ses01_F"] and len(folds[0]["test"]["ids"]) == 4
@@ -108,7 +107,7 @@ def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch)
 
     no_teacher = fails("the no_teachers ablation must not touch a teacher")
     monkeypatch.setattr(teacher_training, "train_teacher", no_teacher)
-    monkeypatch.setattr(train, "train_teacher", no_teacher)
+    monkeypatch.setattr(cross_validation, "train_teacher", no_teacher)
     train.main(
         [
             "--cache_dir",
@@ -124,7 +123,7 @@ def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch)
     )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["folds"][0]["teachers"] == {} and results["config"]["use_linguistic_teacher"] is False
-    assert "| w/o f_T^P and f_T^L (CE only) (this run) |" in (tmp_path / "results.md").read_text()
+    assert "| w/o f_T^P and f_T^L (this run) |" in (tmp_path / "results.md").read_text()
 
 
 def test_temperature_sweep_runs_one_cross_validation_per_value_and_plots(finished_run, tmp_path):

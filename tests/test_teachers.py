@@ -8,7 +8,7 @@ from datasets import Dataset
 from emodistill.trainers import teacher_training
 from emodistill.trainers.teacher_training import (
     TeacherLeakageError,
-    TeacherSettings,
+    TeacherArguments,
     attach_teacher_outputs,
     train_teacher,
 )
@@ -50,7 +50,12 @@ def fold_splits():
     }
 
 
-SETTINGS = TeacherSettings(linguistic_epochs=1, prosodic_epochs=2, linguistic_batch_size=8, prosodic_batch_size=8)
+SETTINGS = TeacherArguments(
+    linguistic_teacher_epochs=1,
+    prosodic_teacher_epochs=2,
+    linguistic_teacher_batch_size=8,
+    prosodic_teacher_batch_size=8,
+)
 
 
 def test_prosodic_teacher_shapes_masking_and_save_round_trip(tmp_path):
@@ -102,7 +107,7 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
         np.testing.assert_array_equal(second.logits[utterance], logits)
     # A changed teacher setting or fold is another cache entry: it must train again.
     with pytest.raises(AssertionError, match="a teacher ran"):
-        train_teacher(name, splits, TeacherSettings(**{**vars(SETTINGS), "seed": 1}), tmp_path, num_labels=4)
+        train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4, seed=1)
     changed_fold = {**splits, "train": toy_split(["Ses02_F", "Ses02_M"])}
     with pytest.raises(AssertionError, match="a teacher ran"):
         train_teacher(name, changed_fold, SETTINGS, tmp_path, num_labels=4)

@@ -1,8 +1,32 @@
-"""`EmoDistillTrainingArguments`: the `TrainingArguments` of a distillation run, validated at construction."""
+"""`EmoDistillTrainingArguments`: the `TrainingArguments` of a distillation run, validated at construction, and the
+paper's ablations (one table for the flag and the paper's row names)."""
 
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+
+from .teachers import TEACHERS
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One row of the paper's ablation study (Table 2): its name there, and the switches that produce it."""
+
+    paper_row: str
+    switches: dict
+
+
+ABLATIONS = {
+    "none": Ablation("Ours (EmoDistill)", {}),
+    "no_logit_kd": Ablation("w/o L_logits", {"use_logit_kd": False}),
+    "no_embedding_kd": Ablation("w/o L_embedding", {"use_embedding_kd": False}),
+    "no_prosodic_teacher": Ablation("w/o f_T^P", {"use_prosodic_teacher": False}),
+    "no_linguistic_teacher": Ablation("w/o f_T^L", {"use_linguistic_teacher": False}),
+    "no_teachers": Ablation("w/o f_T^P and f_T^L", {"use_linguistic_teacher": False, "use_prosodic_teacher": False}),
+}
+ABLATION_SWITCHES = ("use_linguistic_teacher", "use_prosodic_teacher", "use_logit_kd", "use_embedding_kd")
+# The two rows of Table 2 without a student: a teacher alone, scored on the test speakers.
+TEACHER_ALONE_ROWS = {"linguistic": "w/o f_S and f_T^P", "prosodic": "w/o f_S and f_T^L"}
 
 
 @dataclass
@@ -11,7 +35,9 @@ class EmoDistillTrainingArguments(TrainingArguments):
     [`TrainingArguments`] plus the EmoDistill objective, Eq. (5): alpha * L_logits + beta * L_embeddings + gamma * L_CE.
 
     Every field is a command-line flag through [`HfArgumentParser`] (`--alpha 0.5 --no_prosodic_teacher ...`).
-    Switching a teacher or a KD level off drops its terms from the loss: the paper's ablations.
+    Switching a teacher or a KD level off drops its terms from the loss; `ablation` does it by the paper's row.
+    A configuration whose loss has no live term (all weights of the remaining terms 0) is refused here, at parse
+    time; with alpha = beta = 0 (or no teacher) the run is the cross-entropy baseline and no teacher is needed.
     """
 
     alpha: float = field(default=1.0, metadata={"help": "Weight of the logit-level KD term L_logits, Eq. (1)."})
@@ -31,12 +57,24 @@ class EmoDistillTrainingArguments(TrainingArguments):
     )
     use_logit_kd: bool = field(default=True, metadata={"help": "Keep the logit-level KD term L_logits."})
     use_embedding_kd: bool = field(default=True, metadata={"help": "Keep the embedding-level KD term L_embeddings."})
+    ablation: str = field(
+        default="none",
+        metadata={
+            "help": "A row of the paper's ablation table; sets the use_* switches above. "
+            + "; ".join(f"{name}: {a.paper_row}" for name, a in ABLATIONS.items()),
+            "choices": list(ABLATIONS),
+        },
+    )
     # Cached teacher outputs and raw audio ride in the batch as extra columns: the collator needs to see them.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the collator reads audio and teacher columns."}
     )
 
     def __post_init__(self):
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"Unknown ablation {self.ablation!r}; choose one of {list(ABLATIONS)}.")
+        for name, value in ABLATIONS[self.ablation].switches.items():
+            setattr(self, name, value)
         for name in ("alpha", "beta", "gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
@@ -50,10 +88,34 @@ class EmoDistillTrainingArguments(TrainingArguments):
             )
         if self.alpha == self.beta == self.gamma == 0:
             raise ValueError("alpha, beta and gamma are all 0: the loss would be identically zero.")
+        if not self.live_terms:
+            raise ValueError(
+                f"No term of the loss is live (ablation {self.ablation!r}, teachers "
+                f"{[t for t in TEACHERS if getattr(self, f'use_{t}_teacher')]}, alpha={self.alpha}, "
+                f"beta={self.beta}, gamma={self.gamma}): every batch would have loss 0. Give the remaining terms a "
+                "positive weight."
+            )
         super().__post_init__()
 
     @property
+    def live_terms(self) -> list[str]:
+        """The loss terms that contribute: `"ce"`, `"logits_kd"`, `"embedding_kd"` (KD ones only with a teacher)."""
+        any_teacher = self.use_linguistic_teacher or self.use_prosodic_teacher
+        terms = ["ce"] if self.gamma > 0 else []
+        if any_teacher and self.use_logit_kd and self.alpha > 0:
+            terms.append("logits_kd")
+        if any_teacher and self.use_embedding_kd and self.beta > 0:
+            terms.append("embedding_kd")
+        return terms
+
+    @property
     def distills(self) -> bool:
-        """Whether any KD term is active (False for the plain cross-entropy baseline)."""
-        levels = (self.use_logit_kd and self.alpha > 0) or (self.use_embedding_kd and self.beta > 0)
-        return levels and (self.use_linguistic_teacher or self.use_prosodic_teacher)
+        """Whether any KD term is live (False for the plain cross-entropy baseline)."""
+        return bool(self.teachers_needed)
+
+    @property
+    def teachers_needed(self) -> tuple[str, ...]:
+        """The teachers a live KD term reads (none for the CE baseline: then no teacher is trained or run)."""
+        if not {"logits_kd", "embedding_kd"} & set(self.live_terms):
+            return ()
+        return tuple(t for t in TEACHERS if getattr(self, f"use_{t}_teacher"))

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, SequenceFeatureExtractor
 
+from .teachers import MAX_TEXT_LENGTH
+
 # Cached teacher outputs (computed once per fold) that ride in the dataset as columns, by batch key.
 CACHED_TEACHER_COLUMNS = ("linguistic_logits", "linguistic_embedding", "prosodic_logits", "prosodic_embedding")
 
@@ -21,7 +23,9 @@ class EmoDistillDataCollator:
     `label`; optionally the cached teacher columns of `CACHED_TEACHER_COLUMNS`, and, for teachers that run on the fly,
     `text` (tokenized for the linguistic teacher) and `egemaps` (`(frames, 25)` descriptors for the prosodic teacher).
 
-    The batch has `input_values` `(B, T)`, `attention_mask` `(B, T)`, `labels` `(B,)`, each cached column stacked
+    The batch has `input_values` `(B, T)`, `attention_mask` `(B, T)` when the feature extractor asks for one (its
+    `return_attention_mask`: group-norm checkpoints such as `facebook/hubert-base-ls960` must not get a mask, padding
+    is then plain zeros, as transformers documents), `labels` `(B,)`, each cached column stacked
     to `(B, D)`, and `linguistic_teacher_inputs` / `prosodic_teacher_inputs` dicts of padded tensors when the rows
     carry text / descriptors and the collator was given a `tokenizer` / `include_prosodic_features=True`.
     """
@@ -29,7 +33,7 @@ class EmoDistillDataCollator:
     feature_extractor: SequenceFeatureExtractor
     tokenizer: PreTrainedTokenizerBase | None = None
     include_prosodic_features: bool = False
-    max_text_length: int = 128
+    max_text_length: int = MAX_TEXT_LENGTH
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         audio = [np.asarray(f["input_values"], dtype=np.float32) for f in features]
@@ -38,7 +42,7 @@ class EmoDistillDataCollator:
                 audio,
                 sampling_rate=self.feature_extractor.sampling_rate,
                 padding=True,
-                return_attention_mask=True,
+                return_attention_mask=self.feature_extractor.return_attention_mask,
                 return_tensors="pt",
             )
         )

@@ -38,19 +38,28 @@ def ser_scores(predictions, references, num_labels: int, label_names: Sequence[s
     )
 
 
-def make_compute_metrics(label_names: Sequence[str]) -> Callable[[EvalPrediction], dict[str, float]]:
-    """Build a `compute_metrics` for `transformers.Trainer`: logits -> `{"wa", "ua", "macro_f1"}` as fractions.
+def first_output(predictions):
+    """The logits of a `Trainer` prediction: `predictions` itself, or its first element when the model returned more
+    (a tuple such as `(logits, embedding)`)."""
+    return predictions[0] if isinstance(predictions, tuple) else predictions
+
+
+def make_compute_metrics(
+    label_names: Sequence[str], percent: bool = False
+) -> Callable[[EvalPrediction], dict[str, float]]:
+    """Build a `compute_metrics` for `transformers.Trainer`: logits -> `{"wa", "ua", "macro_f1"}`, as fractions, or
+    as percentages with `percent=True` (what the main job logs, like its summaries).
 
     `eval_pred.predictions` is the logits array of shape `(examples, num_labels)`, or a tuple whose first element is
     (models that also return e.g. hidden states); `eval_pred.label_ids` has shape `(examples,)`.
     """
     label_names = list(label_names)
+    scale = 100.0 if percent else 1.0
     # In memory: the Trainer gathers predictions across processes itself, so no shared Arrow cache file is needed.
     metric = load_ser_metric(keep_in_memory=True)
 
     def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
-        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        logits = np.asarray(logits)
+        logits = np.asarray(first_output(eval_pred.predictions))
         if logits.ndim != 2 or logits.shape[-1] != len(label_names):
             raise ValueError(
                 f"Expected logits of shape (examples, {len(label_names)}) for labels {label_names}, got {logits.shape}"
@@ -60,6 +69,6 @@ def make_compute_metrics(label_names: Sequence[str]) -> Callable[[EvalPrediction
             references=np.asarray(eval_pred.label_ids).reshape(-1),
             label_names=label_names,
         )
-        return {name: results[name] for name in SCALAR_METRICS}
+        return {name: scale * results[name] for name in SCALAR_METRICS}
 
     return compute_metrics

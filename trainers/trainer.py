@@ -4,10 +4,51 @@ from collections import defaultdict
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from transformers.utils import logging
 
 from .arguments import EmoDistillTrainingArguments
 from .losses import emodistill_loss
+from .teachers import TEACHERS
+
+logger = logging.get_logger("emodistill.trainer")
+
+
+class EpochLogCallback(TrainerCallback):
+    """One log line per evaluation: the latest training losses and the validation scores (in place of the Trainer's
+    line per logging step, which a redirected log does not need)."""
+
+    def __init__(self, name: str):
+        self.name, self.train_logs = name, {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.train_logs = logs
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics:
+            return
+        losses = ", ".join(
+            f"{k} {v:.3f}" for k, v in self.train_logs.items() if k in ("loss", "ce", "logits_kd", "embedding_kd")
+        )
+        scores = ", ".join(f"{k[5:].upper()} {v:.2f} %" for k, v in metrics.items() if k in ("eval_wa", "eval_ua"))
+        logger.info(
+            "%s, epoch %.0f/%.0f: train %s; validation %s",
+            self.name,
+            state.epoch or 0,
+            args.num_train_epochs,
+            losses or "-",
+            scores,
+        )
+
+
+def quiet_trainer(trainer: Trainer, name: str) -> Trainer:
+    """Without progress bars (a redirected log), one line per evaluation instead of the Trainer's printed dicts."""
+    if trainer.args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(EpochLogCallback(name))
+    return trainer
 
 
 def freeze_model(model: nn.Module) -> nn.Module:
@@ -60,7 +101,7 @@ class EmoDistillTrainer(Trainer):
         """One teacher's `(logits, embedding)` for this batch, from the cache columns or by running it; pops its keys."""
         teacher_inputs = inputs.pop(f"{teacher}_teacher_inputs", None)
         logits, embedding = inputs.pop(f"{teacher}_logits", None), inputs.pop(f"{teacher}_embedding", None)
-        if not getattr(self.args, f"use_{teacher}_teacher"):
+        if teacher not in self.args.teachers_needed:  # switched off, or no live KD term reads it (alpha = beta = 0)
             return None
         if teacher in self.teachers and teacher_inputs is not None:
             with torch.no_grad():
@@ -80,7 +121,7 @@ class EmoDistillTrainer(Trainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         mode = "train" if model.training else "eval"
-        signals = {teacher: self._teacher_signals(inputs, teacher, mode) for teacher in ("linguistic", "prosodic")}
+        signals = {teacher: self._teacher_signals(inputs, teacher, mode) for teacher in TEACHERS}
         outputs = model(input_values=inputs["input_values"], attention_mask=inputs.get("attention_mask"))
 
         teacher_terms = {}

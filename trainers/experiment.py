@@ -1,0 +1,315 @@
+"""The main job's configuration: argument dataclasses whose field defaults are the job's defaults, presets as argument
+files, and `Experiment`, the frozen object the cross-validation runs from.
+
+`python train.py --help` lists every field below. Precedence: field defaults < the preset's argument file < the
+command line.
+"""
+
+import dataclasses
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+from emodistill.data_scripts.iemocap import LABEL_SETS
+
+from .arguments import ABLATION_SWITCHES, EmoDistillTrainingArguments
+from .student import BUNDLED_STUDENT
+from .teacher_training import TeacherArguments
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS = sorted(path.stem for path in PRESET_DIR.glob("*.args"))
+DEFAULT_CACHE_DIR = os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill"))
+
+
+@dataclass
+class StudentArguments:
+    """The audio-only student f_S: a pretrained HuBERT checkpoint plus EmoDistill's heads."""
+
+    student_model_name_or_path: str = field(
+        default=BUNDLED_STUDENT,
+        metadata={
+            "help": "A HuBERT checkpoint (hub id or local folder in the hub's layout): facebook/hubert-base-ls960 "
+            f"(the paper), facebook/hubert-large-ll60k, ..., or {BUNDLED_STUDENT} (default: the HuBERT this "
+            "project pretrains on unlabelled synthetic speech, shipped with the package)."
+        },
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Keep the pretrained CNN feature encoder fixed (as HuBERT fine-tuning does)."}
+    )
+    use_weighted_layer_sum: bool = field(
+        default=False,
+        metadata={"help": "Pool a learnt softmax-weighted sum of all layers (SUPERB) instead of the last."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """The corpus, its folds and the student's view of the audio."""
+
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "An IEMOCAP_full_release folder (the one holding Session1..5). Default: the synthetic corpus, "
+            "generated into --cache_dir on first use."
+        },
+    )
+    cache_dir: str = field(
+        default=DEFAULT_CACHE_DIR,
+        metadata={
+            "help": "Synthetic corpus, Arrow caches and teacher caches (default: $EMODISTILL_CACHE or ~/.cache)."
+        },
+    )
+    force_reload: bool = field(
+        default=False, metadata={"help": "Re-read the corpus even if its cache matches the files' listing."}
+    )
+    protocol: str = field(
+        default="loso10", metadata={"help": "loso10 (the paper) or loso5.", "choices": ["loso10", "loso5"]}
+    )
+    folds: str | None = field(default=None, metadata={"help": "Comma-separated 1-based folds to run, e.g. 1,2."})
+    label_set: str = field(
+        default="4class",
+        metadata={"help": "4class (exc merged into happy), 4class_no_exc, all.", "choices": list(LABEL_SETS)},
+    )
+    skip_bad_audio: bool = field(
+        default=False, metadata={"help": "Skip (and count) unreadable wavs instead of failing."}
+    )
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Random crop length of training utterances in seconds (default: whole utterances)."},
+    )
+    synthetic_utterances_per_speaker: int = field(
+        default=45, metadata={"help": "Size of the generated corpus (4-class utterances per speaker)."}
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for eGeMAPS extraction."})
+
+    def fold_numbers(self) -> list[int] | None:
+        """`--folds` as numbers; a repeated fold is an error (it would be counted twice)."""
+        if self.folds is None:
+            return None
+        try:
+            numbers = [int(f) for f in self.folds.split(",")]
+        except ValueError:
+            raise ValueError(f"--folds takes comma-separated fold numbers such as 1,2; got {self.folds!r}.") from None
+        repeated = sorted({f for f in numbers if numbers.count(f) > 1})
+        if repeated:
+            raise ValueError(f"--folds {self.folds} names fold(s) {repeated} more than once.")
+        return numbers
+
+
+@dataclass
+class RunArguments:
+    """What the job does with the configuration: one cross-validation, a sweep, the ablation table, or a gathering."""
+
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": f"An argument file read before the command line: one of {PRESETS} (trainers/presets/<name>.args) "
+            "or a path. `paper`: the paper's backbones, optimiser and global batch 128, for GPUs."
+        },
+    )
+    tau_sweep: str | None = field(
+        default=None,
+        metadata={
+            "help": "prosodic=V1,V2,... (linguistic teacher removed) or linguistic=V1,... (prosodic teacher "
+            "removed): one cross-validation per temperature, validation and test UA per value, the plot of Fig. 2."
+        },
+    )
+    ablation_table: bool = field(
+        default=False,
+        metadata={"help": "Run every row of the paper's ablation table for each of --seeds and write the table."},
+    )
+    seeds: str = field(default="0,1,2", metadata={"help": "Seeds of --ablation_table."})
+    gather: bool = field(
+        default=False,
+        metadata={
+            "help": "Train nothing: collect the finished folds in --output_dir (e.g. from fold-parallel jobs) into "
+            "results.json, results.md and the model card. Folds whose configuration differs are refused."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over: delete --output_dir first, once every argument and the data were checked, and only "
+            "if this program created it."
+        },
+    )
+    hub_fold: int | None = field(
+        default=None, metadata={"help": "Fold whose student --push_to_hub publishes (default: best validation UA)."}
+    )
+
+
+# Inherited `TrainingArguments` that the job cannot honour: refused rather than silently ignored.
+UNSUPPORTED_TRAINING_ARGUMENTS = {
+    "resume_from_checkpoint": "the job resumes by itself: rerun the same command (finished folds are kept, an "
+    "interrupted fold continues from its last checkpoint)",
+    "do_train": "the job always trains, evaluates on validation and predicts the test speakers",
+    "do_predict": "the job always trains, evaluates on validation and predicts the test speakers",
+    "prediction_loss_only": "the job needs the predictions to score the test speakers",
+    "batch_eval_metrics": "the SER metrics are computed over the whole split",
+    "eval_do_concat_batches": "the SER metrics are computed over the whole split",
+    "label_names": "the student's labels are `labels`",
+    "length_column_name": "the job writes the `length` column itself",
+    "hub_strategy": "the job pushes the chosen fold's student once, after the cross-validation",
+    "hub_always_push": "the job pushes the chosen fold's student once, after the cross-validation",
+}
+
+
+@dataclass
+class JobTrainingArguments(EmoDistillTrainingArguments):
+    """
+    `EmoDistillTrainingArguments` with the main job's defaults: the embedded CPU run (the pretrained synthetic-speech
+    HuBERT student, whole utterances, 10 epochs at 2e-4, batches of 16, evaluation and a checkpoint every epoch,
+    the best validation UA kept), soft linguistic and hard prosodic distillation temperatures (the paper's finding,
+    values chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
+    any number of devices.
+    """
+
+    output_dir: str | None = field(
+        default="outputs/emodistill", metadata={"help": "Where results and fold models go."}
+    )
+    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW's peak learning rate."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs of student training per fold."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW's weight decay."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Utterances per device and step."})
+    per_device_eval_batch_size: int = field(
+        default=16, metadata={"help": "Utterances per device in evaluation (1 for a student without attention mask)."}
+    )
+    global_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Utterances per optimiser step over all devices: sets gradient_accumulation_steps (and lowers "
+            "the per-device batch if needed) for the world size. The paper: 128."
+        },
+    )
+    tau_linguistic: float = field(
+        default=4.0, metadata={"help": "Temperature of the (strong) linguistic teacher: soft, Eq. (2)."}
+    )
+    tau_prosodic: float = field(default=1.0, metadata={"help": "Temperature of the (weak) prosodic teacher: hard."})
+    eval_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When the validation speaker is scored."}
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="epoch", metadata={"help": "When a checkpoint is written (resume)."}
+    )
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (besides the best)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation epoch."})
+    metric_for_best_model: str | None = field(default="ua", metadata={"help": "Validation metric of the best epoch."})
+    logging_strategy: IntervalStrategy | str = field(
+        default="epoch", metadata={"help": "When training losses are logged (one line per epoch)."}
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length", metadata={"help": "Batches of similar lengths (less padding)."}
+    )
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Data loading processes."})
+    dataloader_pin_memory: bool = field(
+        default=True, metadata={"help": "Pin batches in memory (only where a GPU is used; off on CPU)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the student (and of the teachers' training)."})
+    disable_tqdm: bool | None = field(
+        default=None, metadata={"help": "Progress bars off (default: off unless the output is a terminal)."}
+    )
+
+    def __post_init__(self):
+        defaults = {f.name: f.default for f in dataclasses.fields(EmoDistillTrainingArguments)}
+        for name, reason in UNSUPPORTED_TRAINING_ARGUMENTS.items():
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"--{name} is not supported by train.py: {reason}.")
+        if self.disable_tqdm is None:
+            self.disable_tqdm = not sys.stderr.isatty()
+        super().__post_init__()
+        if self.dataloader_pin_memory and self.device.type == "cpu":
+            self.dataloader_pin_memory = False  # pinning without a GPU only warns, every epoch
+        if self.global_train_batch_size is not None:
+            self._derive_gradient_accumulation()
+
+    def _derive_gradient_accumulation(self) -> None:
+        """Per-device batch x world size x accumulation = the global batch, the per-device batch at most as asked."""
+        total, world = self.global_train_batch_size, self.world_size
+        accumulation = max(1, -(-total // (self.per_device_train_batch_size * world)))
+        if total % (world * accumulation):
+            raise ValueError(
+                f"A global batch of {total} cannot be split evenly over {world} processes: choose a world size that "
+                f"divides it, or another --global_train_batch_size."
+            )
+        self.gradient_accumulation_steps = accumulation
+        self.per_device_train_batch_size = total // (world * accumulation)
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+
+
+ARGUMENT_CLASSES = (StudentArguments, DataArguments, TeacherArguments, RunArguments, JobTrainingArguments)
+
+
+def resolve_preset(argv: list[str]) -> Path | None:
+    """The argument file `--preset` names (a bundled name or a path), or None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--preset="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return None
+    path = PRESET_DIR / f"{value}.args" if value in PRESETS else Path(value)
+    if not path.is_file():
+        raise SystemExit(f"--preset {value!r} is neither one of {PRESETS} nor an argument file.")
+    return path
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.prog = "train.py"
+    parser.description = (
+        "EmoDistill's main job: cross-validated distillation of a linguistic and a prosodic teacher into an "
+        f"audio-only student. Presets (--preset): {', '.join(PRESETS)}."
+    )
+    return parser
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything one run is made of, resolved: the parsed arguments and the command that produced them."""
+
+    student: StudentArguments
+    data: DataArguments
+    teachers: TeacherArguments
+    run: RunArguments
+    training: JobTrainingArguments
+    command: str
+
+    def replace(self, **changes) -> "Experiment":
+        return dataclasses.replace(self, **changes)
+
+    def with_training(self, **changes) -> "Experiment":
+        """The same experiment with other training arguments (validated again); a new `ablation` resets the
+        `use_*` switches to that ablation's."""
+        values = {f.name: getattr(self.training, f.name) for f in dataclasses.fields(self.training) if f.init}
+        if "ablation" in changes:  # the new ablation sets the teacher and KD-level switches afresh
+            values.update({name: True for name in ABLATION_SWITCHES})
+        values.update(changes)
+        # The derived accumulation is recomputed from the global batch, not carried over.
+        if values.get("global_train_batch_size") is not None:
+            values["gradient_accumulation_steps"] = 1
+        return self.replace(training=JobTrainingArguments(**values))
+
+
+def parse_experiment(argv: list[str]) -> Experiment:
+    """The job's configuration from the command line (after the preset's argument file, if any)."""
+    preset = resolve_preset(argv)
+    parser = build_parser()
+    try:
+        student, data, teachers, run, training = parser.parse_args_into_dataclasses(
+            args=argv, args_filename=str(preset) if preset else None, look_for_args_file=False
+        )
+    except ValueError as error:  # a dataclass's own validation: a clean message, not a traceback
+        parser.error(str(error))
+    command = "python train.py " + shlex.join(argv) if argv else "accelerate launch train.py"
+    return Experiment(student, data, teachers, run, training, command)

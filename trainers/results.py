@@ -1,0 +1,228 @@
+"""What a run records and how it is trusted again: the per-fold result with the fingerprint of everything that
+determined it, the run's provenance, damaged-file handling, the output folder's ownership marker, gathering the
+finished folds of fold-parallel jobs, and publishing one fold's student.
+
+A fold's fingerprint has named parts (`code`, `data`, `fold`, `student`, `teachers`, `training`): a rerun continues a
+fold only when they all match, and otherwise stops naming the settings that differ.
+"""
+
+import csv
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILENAME = "result.json"
+FINGERPRINT_FILENAME = "fingerprint.json"
+PREDICTIONS_FILENAME = "predictions.csv"
+RUN_MARKER = ".emodistill-run"  # in every output folder train.py creates; --overwrite_output_dir deletes only those
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_FOLDERS = ("modeling_emodistill", "trainers", "data_scripts")
+# TrainingArguments that cannot change a fold's result (where it is written, how it is logged or shown, resources).
+TRAINING_FIELDS_WITHOUT_EFFECT = {
+    "output_dir", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter",
+    "log_on_each_node", "log_level", "log_level_replica", "disable_tqdm", "report_to", "run_name", "project",
+    "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "push_to_hub", "hub_token",
+    "hub_private_repo", "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision", "save_total_limit",
+    "save_on_each_node", "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+    "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "skip_memory_metrics", "ddp_timeout",
+    "local_rank", "include_num_input_tokens_seen", "torch_empty_cache_steps", "enable_jit_checkpoint",
+}  # fmt: skip
+PACKAGES = ("emodistill", "torch", "torchaudio", "transformers", "datasets", "accelerate", "evaluate", "opensmile")
+
+
+class ConfigurationMismatchError(RuntimeError):
+    """Finished work in an output folder was produced with other settings than this run's."""
+
+
+def source_digest() -> str:
+    """SHA-256 of the package's Python sources: any code change makes earlier folds another experiment."""
+    digest = hashlib.sha256()
+    for folder in SOURCE_FOLDERS:
+        for path in sorted((PACKAGE_ROOT / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def git_commit() -> dict | None:
+    """The checkout's commit and whether it has uncommitted changes, when the package runs from a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "uncommitted_changes": bool(status.strip())}
+
+
+def provenance() -> dict:
+    """Package versions, git commit, date and thread count: what `results.json` records about how it was made."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": {"python": platform.python_version(), **versions},
+        "git": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def fingerprint_hash(components: dict) -> str:
+    return hashlib.sha256(json.dumps(components, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def differences(recorded: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """`"part.setting: recorded -> current"` for every setting that differs (parts in `ignore` left out)."""
+    old, new = _flatten(recorded), _flatten(current)
+    keys = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] not in ignore)
+    missing = "(absent)"
+    return [
+        f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}"
+        for k in keys
+        if old.get(k, missing) != new.get(k, missing)
+    ]
+
+
+def read_json(path: Path, what: str) -> dict | None:
+    """A JSON file the job wrote; `None` when absent or damaged (with a warning naming it: it is then redone)."""
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
+    except (OSError, ValueError) as error:
+        logger.warning("%s %s is damaged (%s): it is recomputed", what, path, error)
+        return None
+
+
+def write_json(path: Path, value) -> None:
+    """Writes atomically (a temporary file renamed), so an interrupted or concurrent writer never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(value, indent=1, default=str) + "\n")
+    temporary.replace(path)
+
+
+def check_fold_fingerprint(recorded: dict | None, current: dict, where: Path) -> None:
+    """Stops when `where` (a fold's result or partial state) was produced by other settings than `current`."""
+    if recorded is None or recorded == current:
+        return
+    changes = differences(recorded, current)
+    raise ConfigurationMismatchError(
+        f"{where} was produced with other settings than this run's ({len(changes)} differ): "
+        + "; ".join(changes[:12])
+        + ("; ..." if len(changes) > 12 else "")
+        + f". Run into another --output_dir, or add --overwrite_output_dir to start {where.parent.parent} over."
+    )
+
+
+def claim_output_dir(output_dir: Path, overwrite: bool, is_main_process: bool) -> None:
+    """Creates `output_dir` with the marker of this program, or checks that it is this program's.
+
+    `overwrite` deletes the folder first, only if it carries the marker (it was created by train.py); a folder with
+    other content is refused, never deleted.
+    """
+    marker = output_dir / RUN_MARKER
+    owned = marker.exists()
+    occupied = output_dir.exists() and any(output_dir.iterdir())
+    if occupied and not owned:
+        raise ConfigurationMismatchError(
+            f"{output_dir} exists, is not empty and was not created by train.py (no {RUN_MARKER} file): refusing to "
+            "write into it" + (" or delete it" if overwrite else "") + ". Choose another --output_dir."
+        )
+    if not is_main_process:
+        return
+    if overwrite and owned:
+        import shutil
+
+        logger.info("--overwrite_output_dir: deleting %s (created by train.py)", output_dir)
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text("This folder was created by EmoDistill's train.py; --overwrite_output_dir may delete it.\n")
+
+
+def write_predictions(
+    path: Path, ids: list[str], labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]
+) -> None:
+    """One CSV row per test utterance: id, label, prediction and the probability of every class."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "prediction", *[f"p_{name}" for name in label_names]])
+        for utterance, label, row in zip(ids, labels, probabilities):
+            writer.writerow(
+                [utterance, label_names[int(label)], label_names[int(row.argmax())], *[f"{p:.6f}" for p in row]]
+            )
+
+
+def read_predictions(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def gather_fold_results(output_dir: Path) -> list[dict]:
+    """The finished folds in `output_dir` (e.g. written by fold-parallel jobs), refusing any whose configuration
+    differs from the others' (every fingerprint part but the fold's own membership must match)."""
+    results = []
+    for path in sorted(output_dir.glob(f"fold_*/{RESULT_FILENAME}")):
+        result = read_json(path, "Fold result")
+        if result is not None:
+            results.append(result)
+    if not results:
+        raise FileNotFoundError(f"No finished fold (fold_XX/{RESULT_FILENAME}) in {output_dir}.")
+    reference = results[0]
+    for result in results[1:]:
+        changes = differences(
+            reference["fingerprint"]["components"], result["fingerprint"]["components"], ignore=("fold",)
+        )
+        if changes:
+            raise ConfigurationMismatchError(
+                f"Folds {reference['fold']} and {result['fold']} in {output_dir} were run with different settings: "
+                + "; ".join(changes[:12])
+                + ". Gather only folds of one configuration."
+            )
+    numbers = [r["fold"] for r in results]
+    if len(set(numbers)) != len(numbers):
+        raise ConfigurationMismatchError(f"Fold numbers repeat in {output_dir}: {numbers}")
+    return results
+
+
+def push_fold_to_hub(model_dir: Path, repo_id: str, token: str | None, private: bool | None, fold: int) -> str:
+    """Uploads one fold's student folder (weights, feature extractor, code files, model card); returns the URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(repo_id=url.repo_id, folder_path=model_dir, commit_message=f"EmoDistill student, fold {fold}")
+    return str(url)
