@@ -7,8 +7,8 @@ from datasets import Dataset
 
 from emodistill.trainers import teacher_training
 from emodistill.trainers.teacher_training import (
-    TeacherLeakageError,
     TeacherArguments,
+    TeacherLeakageError,
     attach_teacher_outputs,
     train_teacher,
 )

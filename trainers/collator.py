@@ -68,6 +68,12 @@ class EmoDistillDataCollator:
         return batch
 
 
+def evaluation_batch_size(feature_extractor: SequenceFeatureExtractor, requested: int) -> int:
+    """The batch size a student is scored with: as requested when it gets an attention mask; 1 for a student without
+    one (group norm), whose outputs padding would change."""
+    return requested if feature_extractor.return_attention_mask else 1
+
+
 def pad_descriptors(sequences: Sequence[Any]) -> dict[str, torch.Tensor]:
     """Pads `(frames_i, D)` descriptor sequences to `features` `(B, max_frames, D)` plus `attention_mask` `(B, max_frames)`."""
     arrays = [np.asarray(s, dtype=np.float32) for s in sequences]

@@ -24,7 +24,7 @@ from emodistill.data_scripts.corpus import Corpus
 from emodistill.data_scripts.folds import FoldDatasetDict, save_folds, speaker_folds
 
 from .arguments import ABLATIONS
-from .collator import EmoDistillDataCollator
+from .collator import EmoDistillDataCollator, evaluation_batch_size
 from .experiment import Experiment
 from .metrics import first_output, make_compute_metrics, ser_scores
 from .reporting import (
@@ -160,7 +160,7 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
     test = student_split(fold["test"], {})  # no teacher signal ever reaches the test split
 
     # A student without attention mask (group norm) must never be scored on a batch of mixed lengths.
-    eval_batch = training.per_device_eval_batch_size if extractor.return_attention_mask else 1
+    eval_batch = evaluation_batch_size(extractor, training.per_device_eval_batch_size)
     args = dataclasses.replace(
         training, output_dir=str(fold_dir / "checkpoints"), push_to_hub=False, per_device_eval_batch_size=eval_batch
     )

@@ -22,7 +22,7 @@ from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.data_scripts.iemocap import LABEL_SETS
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 
-from .collator import EmoDistillDataCollator
+from .collator import EmoDistillDataCollator, evaluation_batch_size
 from .experiment import DEFAULT_CACHE_DIR
 from .metrics import SCALAR_METRICS, ser_scores
 from .reporting import carrier_accuracy, plot_confusion
@@ -35,8 +35,7 @@ logger = logging.getLogger("emodistill.evaluate")
 def predict_probabilities(model, extractor, waveforms: list[np.ndarray], batch_size: int) -> np.ndarray:
     """Class probabilities `(N, C)` of every waveform. Batches are sorted by length (less padding); a student
     without attention mask (group norm) is run one utterance at a time, so padding never changes its output."""
-    if not extractor.return_attention_mask:
-        batch_size = 1
+    batch_size = evaluation_batch_size(extractor, batch_size)
     collator = EmoDistillDataCollator(extractor)
     order = np.argsort([len(w) for w in waveforms], kind="stable")
     probabilities = np.zeros((len(waveforms), model.config.num_labels), dtype=np.float32)

@@ -34,8 +34,8 @@ class StudentArguments:
         default=BUNDLED_STUDENT,
         metadata={
             "help": "A HuBERT checkpoint (hub id or local folder in the hub's layout): facebook/hubert-base-ls960 "
-            f"(the paper), facebook/hubert-large-ll60k, ..., or {BUNDLED_STUDENT} (default: the HuBERT this "
-            "project pretrains on unlabelled synthetic speech, shipped with the package)."
+            f"(the paper), facebook/hubert-large-ll60k, ..., or {BUNDLED_STUDENT}: the HuBERT this project "
+            "pretrains on unlabelled synthetic speech, shipped with the package."
         },
     )
     freeze_feature_encoder: bool = field(
@@ -159,6 +159,19 @@ UNSUPPORTED_TRAINING_ARGUMENTS = {
 }
 
 
+def split_global_batch(total: int, per_device: int, world_size: int) -> tuple[int, int]:
+    """`(per-device batch, gradient accumulation steps)` whose product with `world_size` is `total`, with the fewest
+    accumulation steps and a per-device batch at most `per_device`: 128 with 32 per device is 32 x 4 steps on one
+    device, 32 x 2 on two, 32 x 1 on four and 16 x 1 on eight."""
+    accumulation = max(1, -(-total // (per_device * world_size)))
+    if total % (world_size * accumulation):
+        raise ValueError(
+            f"A global batch of {total} cannot be split evenly over {world_size} processes (x {accumulation} "
+            "accumulation steps): choose a world size that divides it, or another --global_train_batch_size."
+        )
+    return total // (world_size * accumulation), accumulation
+
+
 @dataclass
 class JobTrainingArguments(EmoDistillTrainingArguments):
     """
@@ -229,16 +242,9 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
             self._derive_gradient_accumulation()
 
     def _derive_gradient_accumulation(self) -> None:
-        """Per-device batch x world size x accumulation = the global batch, the per-device batch at most as asked."""
-        total, world = self.global_train_batch_size, self.world_size
-        accumulation = max(1, -(-total // (self.per_device_train_batch_size * world)))
-        if total % (world * accumulation):
-            raise ValueError(
-                f"A global batch of {total} cannot be split evenly over {world} processes: choose a world size that "
-                f"divides it, or another --global_train_batch_size."
-            )
-        self.gradient_accumulation_steps = accumulation
-        self.per_device_train_batch_size = total // (world * accumulation)
+        self.per_device_train_batch_size, self.gradient_accumulation_steps = split_global_batch(
+            self.global_train_batch_size, self.per_device_train_batch_size, self.world_size
+        )
 
     @property
     def global_batch(self) -> int:

