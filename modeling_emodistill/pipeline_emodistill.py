@@ -158,7 +158,8 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
 
     Extra arguments (at construction or per call):
         chunk_length_s (`float`, *optional*, defaults to 10):
-            Window length in seconds. `None` or `0` classifies the whole recording in one forward pass.
+            Window length in seconds. `0` classifies the whole recording in one forward pass (`None` means the
+            default, as for every pipeline argument).
         stride_length_s (`float`, *optional*, defaults to 2):
             Overlap of consecutive windows in seconds; must be smaller than `chunk_length_s`.
         batch_size (`int`, *optional*, defaults to 1):
@@ -258,15 +259,15 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
                 f"Need chunk_length_s > stride_length_s >= 0, got chunk_length_s={chunk_length_s} and "
                 f"stride_length_s={stride_length_s}."
             )
-        if window < self.receptive_field:
+        if window < (field := self.receptive_field):
             raise ValueError(
-                f"chunk_length_s={chunk_length_s} gives windows of {window} samples, shorter than the model's receptive "
-                f"field of {self.receptive_field} samples; use chunk_length_s >= {self.receptive_field / rate:g}."
+                f"chunk_length_s={chunk_length_s} gives windows of {window} samples, shorter than the model's "
+                f"receptive field of {field} samples; use chunk_length_s >= {field / rate:g}."
             )
         return window, hop
 
     def pad_to_receptive_field(self, processed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Pads the feature extractor's `(1, samples)` outputs at the end up to the receptive field (module docstring)."""
+        """The feature extractor's `(1, samples)` outputs padded at the end up to the receptive field (module doc)."""
         missing = self.receptive_field - processed["input_values"].shape[-1]
         if missing <= 0:
             return processed
@@ -288,7 +289,7 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
             if self.dtype is not None:
                 processed = processed.to(dtype=self.dtype)
             processed = self.pad_to_receptive_field(dict(processed))
-            # `(1,)`: `pad_collate_fn` concatenates 1-D tensors, so a batch carries each item's unpadded length.
+            # `(1,)`: `pad_collate_fn` concatenates 1-D tensors: a batch carries each item's length before its padding.
             num_samples = torch.tensor([processed["input_values"].shape[-1]])
             yield {"is_last": i == len(starts) - 1, "num_samples": num_samples, **processed}
 
