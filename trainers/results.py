@@ -104,7 +104,12 @@ def fingerprint_hash(components: dict) -> str:
 def differences(recorded: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """`"part.setting: recorded -> current"` for every setting that differs (parts in `ignore` left out)."""
     old, new = _flatten(recorded), _flatten(current)
-    keys = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] not in ignore)
+    # The settings a user types first; the derived parts (teacher recipes of the teachers used, code) after them.
+    order = {part: i for i, part in enumerate(("data", "fold", "student", "training", "teachers", "code"))}
+    keys = sorted(
+        (k for k in old.keys() | new.keys() if k.split(".")[0] not in ignore),
+        key=lambda k: (order.get(k.split(".")[0], len(order)), k),
+    )
     missing = "(absent)"
     return [
         f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}"
@@ -141,8 +146,8 @@ def check_fold_fingerprint(recorded: dict | None, current: dict, where: Path) ->
     changes = differences(recorded, current)
     raise ConfigurationMismatchError(
         f"{where} was produced with other settings than this run's ({len(changes)} differ): "
-        + "; ".join(changes[:12])
-        + ("; ..." if len(changes) > 12 else "")
+        + "; ".join(changes[:30])
+        + ("; ..." if len(changes) > 30 else "")
         + f". Run into another --output_dir, or add --overwrite_output_dir to start {where.parent.parent} over."
     )
 
