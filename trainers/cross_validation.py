@@ -202,6 +202,7 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         "confusion": scores["confusion"],
         "per_carrier": carrier_accuracy(ids, labels, probabilities.argmax(-1), corpus.carriers),
         "validation_ua": trainer.state.best_metric,
+        "evaluation_batch_size": eval_batch,
         "teachers": {name: _teacher_record(result.meta) for name, result in teacher_results.items()},
     }
 

@@ -248,6 +248,7 @@ def _teacher_training_args(
         seed=seed,
         dataloader_num_workers=0,
         remove_unused_columns=False,  # the collator reads the rows' `input` and `label`
+        ddp_find_unused_parameters=False,  # every parameter of a teacher takes part in its loss
         **inherited,
     )
 
