@@ -8,8 +8,8 @@
    (`data_scripts.egemaps.extract_egemaps`), the prosodic ResNet teacher on those descriptors and the MiniLM linguistic
    teacher on the transcript. A real cascade would also need ASR to get the transcript; it is **not** counted here, so
    the speed-up is a lower bound.
-3. Real-time factor (compute seconds per audio second, batch size 1) of the small default student and of a
-   hubert-base-sized one (random weights, `HubertConfig()` defaults, 95M parameters).
+3. Real-time factor (compute seconds per audio second, batch size 1) of the default student (the bundled pretrained
+   HuBERT's size, random weights) and of a hubert-base-sized one (random weights, `HubertConfig()` defaults, 95M parameters).
 
     python bench/inference.py
     python bench/inference.py --quick
@@ -34,7 +34,7 @@ from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor, pipeline
 
 from emodistill.data_scripts.egemaps import extract_egemaps
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
-from emodistill.trainers.student import SMALL_STUDENT
+from emodistill.trainers.pretraining import STUDENT_ARCHITECTURE
 from emodistill.trainers.teachers import (
     DEFAULT_LINGUISTIC_BACKBONE,
     LinguisticTeacher,
@@ -45,10 +45,10 @@ from emodistill.trainers.teachers import (
 BATCH_SIZES = (1, 8)
 # (name, backbone configuration, number of clips, clip lengths in seconds, cycled)
 SETTINGS = [
-    ("small_default_student", SMALL_STUDENT, 16, (2.0, 3.5, 5.0, 6.5)),
+    ("default_student", STUDENT_ARCHITECTURE, 16, (2.0, 3.5, 5.0, 6.5)),
     ("hubert_base_size", {}, 8, (2.0, 3.5, 5.0, 6.5)),
 ]
-QUICK_SETTINGS = [("small_default_student", SMALL_STUDENT, 2, (1.0,))]
+QUICK_SETTINGS = [("default_student", STUDENT_ARCHITECTURE, 2, (1.0,))]
 
 
 def clips(count: int, lengths: tuple[float, ...]) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ with the same backbone configuration and weights, the same batch, and the same o
   (`DEFAULT_LINGUISTIC_BACKBONE`) over the transcripts, and `ProsodicResNetTeacher` over eGeMAPS descriptors (the
   descriptors themselves are a dataset column computed once, see `bench/features.py`).
 
-    python bench/kd_overhead.py            # small default student and a hubert-base-sized backbone
+    python bench/kd_overhead.py            # the default student's size (3.8 M) and a hubert-base-sized backbone
     python bench/kd_overhead.py --quick    # seconds
 """
 
@@ -40,7 +40,7 @@ from transformers import (
 
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
-from emodistill.trainers.student import SMALL_STUDENT
+from emodistill.trainers.pretraining import STUDENT_ARCHITECTURE
 from emodistill.trainers.teachers import (
     DEFAULT_LINGUISTIC_BACKBONE,
     LinguisticTeacher,
@@ -50,10 +50,10 @@ from emodistill.trainers.teachers import (
 
 # (name, backbone configuration, batch size, seconds of audio per example) for the full run.
 SETTINGS = [
-    ("small_default_student", SMALL_STUDENT, 8, 3.0),
+    ("default_student", STUDENT_ARCHITECTURE, 8, 3.0),
     ("hubert_base_size", {}, 2, 2.0),
 ]
-QUICK_SETTINGS = [("small_default_student", SMALL_STUDENT, 2, 1.0)]
+QUICK_SETTINGS = [("default_student", STUDENT_ARCHITECTURE, 2, 1.0)]
 
 
 def rows(batch_size: int, seconds: float, linguistic_dim: int, prosodic_dim: int) -> list[dict]:
@@ -151,7 +151,7 @@ def measure(
 def main(argv=None):
     parser = base_parser(__doc__.split("\n")[0], repetitions=9)
     parser.add_argument("--steps", type=int, default=3, help="optimisation steps per side and repetition")
-    parser.add_argument("--only", default=None, help="run only this setting (e.g. small_default_student)")
+    parser.add_argument("--only", default=None, help="run only this setting (e.g. default_student)")
     args = parser.parse_args(argv)
     apply_threads(args.threads)
     settings = QUICK_SETTINGS if args.quick else [s for s in SETTINGS if args.only in (None, s[0])]

@@ -1,10 +1,18 @@
-"""Wall time and peak memory of the main job on its embedded default: EmoDistill, then the CE-only baseline.
+"""Wall time, peak memory and results of the main job on its embedded default, and whether a rerun reproduces them.
 
-Each run is `train.py` in a fresh subprocess with a fresh cache (so the corpus generation, eGeMAPS extraction and
-teacher training are all inside the measurement) and a fresh output folder. Peak memory is the largest summed
-resident set size of the process and its children, sampled every 0.1 s.
+Three runs of `train.py`, each a fresh subprocess with a fresh output folder:
 
-    python bench/main_job.py                 # the full default: 10 folds, both runs (about half an hour)
+1. `cold`: EmoDistill from an empty cache: corpus generation, eGeMAPS extraction, teacher training and the 10 folds
+   are all inside the measurement (the pretrained student ships with the package; its own recipe is timed by
+   `emodistill-pretrain-student`, see its `pretraining.json`);
+2. `warm`: the same command again with the cache of run 1 (corpus, descriptors and teacher outputs reused): its
+   `results.json` must equal run 1's but for wall times and dates (`reproduced`);
+3. `no_teachers`: the CE-only baseline (`--ablation no_teachers`, same student), with the warm cache.
+
+It then compares EmoDistill and CE-only fold by fold (wins, two-sided Wilcoxon signed-rank p) and per emotion carrier.
+Peak memory is the largest summed resident set size of the process and its children, sampled every 0.1 s.
+
+    python bench/main_job.py                 # the full default (about half an hour on 2 CPU cores)
     python bench/main_job.py --quick         # a tiny corpus, 1 fold, 1 epoch: checks the script itself
 """
 
@@ -22,15 +30,19 @@ from pathlib import Path
 import psutil
 import torch
 
+from emodistill.trainers.reporting import paired_comparison
+
 REPO = Path(__file__).resolve().parent.parent
-QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1", "--num_train_epochs", "1",
+QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1,2", "--num_train_epochs", "1",
          "--linguistic_teacher_epochs", "1", "--prosodic_teacher_epochs", "1"]  # fmt: skip
+# What legitimately differs between two runs of the same command.
+VOLATILE = {"wall_seconds", "provenance", "date"}
 
 
 def measure(command: list[str], env: dict, log_path: Path) -> dict:
     """Runs `command` (its output to `log_path`), returning its wall time and the peak RSS of its process tree."""
     started = time.perf_counter()
-    # To a file, not a pipe: a pipe nobody reads fills up and blocks the child on its next progress bar.
+    # To a file, not a pipe: a pipe nobody reads fills up and blocks the child on its next line.
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         root, peak = psutil.Process(process.pid), 0
@@ -47,36 +59,54 @@ def measure(command: list[str], env: dict, log_path: Path) -> dict:
     return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak / 2**20, 1)}
 
 
+def comparable(value):
+    """`results.json` without what differs between two runs of one command (wall times, dates)."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny corpus, one fold, one epoch")
+    parser.add_argument("--quick", action="store_true", help="tiny corpus, two folds, one epoch")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "main_job.json"))
     parser.add_argument("--runs_dir", help="keep each run's output folder here (default: a temporary folder)")
     args, train_args = parser.parse_known_args()
     train_args = (QUICK if args.quick else []) + train_args
 
-    runs = {}
+    runs, results = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
         runs_dir.mkdir(parents=True, exist_ok=True)
-        for name, extra in (("emodistill", []), ("no_teachers", ["--ablation", "no_teachers"])):
+        env = {**os.environ, "EMODISTILL_CACHE": f"{scratch}/cache"}
+        for name, extra in (("cold", []), ("warm", []), ("no_teachers", ["--ablation", "no_teachers"])):
             output_dir = runs_dir / name
             command = [sys.executable, str(REPO / "train.py"), "--output_dir", str(output_dir), *train_args, *extra]
-            env = {**os.environ, "EMODISTILL_CACHE": f"{scratch}/cache_{name}"}
             runs[name] = {
                 "command": " ".join(["python", "train.py", *train_args, *extra]),
                 **measure(command, env, runs_dir / f"{name}.log"),
             }
-            results = json.loads((output_dir / "results.json").read_text())
+            results[name] = json.loads((output_dir / "results.json").read_text())
+            runs[name].update({"folds": len(results[name]["folds"]), "mean": results[name]["mean"],
+                               "std": results[name]["std"], "per_carrier": results[name]["per_carrier"]})  # fmt: skip
             if not args.quick:  # the tables the README quotes, kept beside the figures
                 table = Path(args.output).with_name(f"main_job_{name}_results.md")
                 table.write_text((output_dir / "results.md").read_text())
-            runs[name].update({"folds": len(results["folds"]), "mean": results["mean"], "std": results["std"]})
             print(
                 f"{name}: {runs[name]['wall_s']} s, peak {runs[name]['peak_rss_mib']} MiB, "
-                f"WA {results['mean']['wa']:.2f} UA {results['mean']['ua']:.2f}"
+                f"WA {results[name]['mean']['wa']:.2f} UA {results[name]['mean']['ua']:.2f}"
             )
 
+    def fold_ua(name):
+        return {f["fold"]: [f["ua"]] for f in results[name]["folds"]}
+
+    first, second = (comparable({k: v for k, v in results[n].items()}) for n in ("cold", "warm"))
+    for run in (first, second):
+        run["config"].pop("command")
+        for fold in run["folds"]:
+            fold["config"].pop("command")
     report = {
         "benchmark": "main_job",
         "command": " ".join(["python", "bench/main_job.py", *sys.argv[1:]]),
@@ -89,13 +119,14 @@ def main() -> None:
         },
         "quick": args.quick,
         "runs": runs,
-        "wall_ratio_emodistill_over_no_teachers": round(
-            runs["emodistill"]["wall_s"] / runs["no_teachers"]["wall_s"], 3
-        ),
+        "reproduced": first == second,
+        "emodistill_vs_ce_only": paired_comparison(fold_ua("cold"), fold_ua("no_teachers")),
+        "teachers_alone": results["cold"]["teachers"],
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"-> {args.output}")
+    print(f"reproduced: {report['reproduced']}; EmoDistill vs CE-only: {report['emodistill_vs_ce_only']}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def main(output_dir: str) -> None:
     }
     with open(f"{output_dir}/rank{trainer.args.process_index}.json", "w") as f:
         json.dump(report, f)
+    if dist.is_initialized():
+        dist.destroy_process_group()  # a gloo group left alive at exit can abort the interpreter (SIGABRT)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def assert_ratio(summary: dict, repetitions: int):
 def test_kd_overhead(tmp_path):
     report = run_quick("kd_overhead", tmp_path)
     (setting,) = report["settings"]
-    assert setting["setting"] == "small_default_student"
+    assert setting["setting"] == "default_student"
     assert set(setting["sides"]) == {"ce_plain_trainer", "kd_cached", "kd_online"}
     for key in ("kd_over_ce_ratio_cached", "kd_over_ce_ratio_online"):
         assert_ratio(setting[key], report["repetitions"])
@@ -81,9 +81,14 @@ def test_main_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "main_job" and report["quick"] is True
-    for name in ("emodistill", "no_teachers"):
+    for name in ("cold", "warm", "no_teachers"):
         run = report["runs"][name]
-        assert run["wall_s"] > 0 and run["peak_rss_mib"] > 100 and run["folds"] == 1
-        assert set(run["mean"]) == {"wa", "ua", "macro_f1"}
+        assert run["wall_s"] > 0 and run["peak_rss_mib"] > 100 and run["folds"] == 2
+        assert set(run["mean"]) == {"wa", "ua", "macro_f1"} and set(run["per_carrier"]) == {"words", "voice", "both"}
         assert (tmp_path / "runs" / name / "results.json").exists()
     assert "--ablation no_teachers" in report["runs"]["no_teachers"]["command"]
+    assert report["reproduced"] is True  # the warm rerun gave the cold run's results.json
+    assert report["emodistill_vs_ce_only"]["folds"] == 2 and set(report["teachers_alone"]) == {
+        "linguistic",
+        "prosodic",
+    }
