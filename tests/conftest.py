@@ -4,6 +4,8 @@ import pytest
 
 from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
 
+from tiny_models import feature_extractor, tiny_student
+
 TINY_CORPUS_SETTINGS = {"utterances_per_speaker": 4, "other_utterances_per_speaker": 2, "seed": 0}
 
 
@@ -16,3 +18,12 @@ def tiny_iemocap_root(tmp_path_factory):
     `<root>/synthetic_manifest.jsonl` (see `emodistill.data_scripts.synthetic_iemocap.read_manifest`).
     """
     return generate_synthetic_iemocap(tmp_path_factory.mktemp("synthetic_iemocap"), **TINY_CORPUS_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def saved_student(tmp_path_factory):
+    """A tiny student saved as a user's fold model is: `save_pretrained` plus its feature extractor."""
+    path = tmp_path_factory.mktemp("student")
+    tiny_student().save_pretrained(path)
+    feature_extractor().save_pretrained(path)
+    return path

@@ -28,14 +28,6 @@ RATE = 16_000
 
 
 @pytest.fixture(scope="module")
-def saved_student(tmp_path_factory):
-    path = tmp_path_factory.mktemp("student")
-    tiny_student().save_pretrained(path)
-    feature_extractor().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def classifier(saved_student):
     return pipeline("audio-classification", model=str(saved_student))
 

@@ -13,22 +13,14 @@ from transformers import pipeline
 
 from emodistill.trainers import cross_validation, teacher_training
 
-from tiny_models import two_cpu_processes_command
+from tiny_models import TINY_JOB_ARGS, two_cpu_processes_command
 
 REPO = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("train", REPO / "train.py")
 train = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train)
 
-TINY_RUN = [
-    "--synthetic_utterances_per_speaker", "4",
-    "--num_train_epochs", "1",
-    "--linguistic_teacher_epochs", "1",
-    "--prosodic_teacher_epochs", "1",
-    "--per_device_train_batch_size", "8",
-    "--max_train_seconds", "1.5",
-    "--preprocessing_num_workers", "1",
-]  # fmt: skip
+TINY_RUN = [*TINY_JOB_ARGS, "--per_device_train_batch_size", "8", "--max_train_seconds", "1.5"]
 
 
 def fails(message: str):

@@ -21,17 +21,10 @@ from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDi
 from emodistill.trainers.collator import evaluation_batch_size
 from emodistill.trainers.metrics import first_output
 
-from tiny_models import tiny_student
+from tiny_models import TINY_JOB_ARGS, tiny_student
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_RUN = [
-    "--synthetic_utterances_per_speaker", "4",
-    "--folds", "1",
-    "--num_train_epochs", "1",
-    "--linguistic_teacher_epochs", "1",
-    "--prosodic_teacher_epochs", "1",
-    "--preprocessing_num_workers", "1",
-]  # fmt: skip
+TINY_RUN = [*TINY_JOB_ARGS, "--folds", "1"]
 # facebook/hubert-base-ls960's preprocessor_config.json: no attention mask for this group-norm model.
 HUB_PREPROCESSOR = {
     "do_normalize": True,

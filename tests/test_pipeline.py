@@ -10,16 +10,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from tiny_models import BLOCK_PROJECT_IMPORTS, LABELS, feature_extractor, tiny_student
-
-
-@pytest.fixture(scope="module")
-def saved_student(tmp_path_factory):
-    path = tmp_path_factory.mktemp("student")
-    tiny_student().save_pretrained(path)
-    feature_extractor().save_pretrained(path)
-    return path
-
+from tiny_models import BLOCK_PROJECT_IMPORTS, LABELS, feature_extractor
 
 SHORT_CLIP = 100  # samples: shorter than the tiny student's receptive field (148), which the pipeline pads up to
 

@@ -18,17 +18,9 @@ from emodistill.modeling_emodistill import EmoDistillAudioClassificationPipeline
 from emodistill.trainers import predict
 from emodistill.trainers.predict import AUDIO_EXTENSIONS, main
 
-from tiny_models import LABELS, feature_extractor, tiny_student
+from tiny_models import LABELS, feature_extractor
 
 RATE = 16_000
-
-
-@pytest.fixture(scope="module")
-def saved_student(tmp_path_factory):
-    path = tmp_path_factory.mktemp("student")
-    tiny_student().save_pretrained(path)
-    feature_extractor().save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

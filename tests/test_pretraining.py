@@ -57,7 +57,7 @@ def test_unlabelled_corpus_shares_no_word_with_the_emotion_corpus_and_is_determi
     assert rows == read_unlabelled_manifest(second) and len(rows) == 6
     assert (first / rows[0]["file"]).read_bytes() == (second / rows[0]["file"]).read_bytes()
     for row in rows:
-        assert set(row) >= {"text", "phonemes", "voice"} and "label" not in row and "emotion" not in row
+        assert set(row) == {"id", "file", "text", "phonemes", "speech"} and "label" not in row and "emotion" not in row
         assert row["phonemes"] and not any(p.startswith(("'", ",")) for p in row["phonemes"])
         assert not set(row["text"].lower().strip(".").split()) & emotion_corpus_words()
 

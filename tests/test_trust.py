@@ -16,15 +16,10 @@ from emodistill.data_scripts.corpus import OTHER_NAME, SYNTHETIC_NAME, prepare_c
 from emodistill.data_scripts.synthetic_iemocap import CONFIG_FILENAME
 from emodistill.trainers.results import RUN_MARKER
 
+from tiny_models import TINY_JOB_ARGS
+
 REPO = Path(__file__).resolve().parent.parent
-TINY_RUN = [
-    "--synthetic_utterances_per_speaker", "4",
-    "--num_train_epochs", "1",
-    "--linguistic_teacher_epochs", "1",
-    "--prosodic_teacher_epochs", "1",
-    "--per_device_train_batch_size", "8",
-    "--preprocessing_num_workers", "1",
-]  # fmt: skip
+TINY_RUN = [*TINY_JOB_ARGS, "--per_device_train_batch_size", "8"]
 
 
 def train(cache: Path, output: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -12,6 +12,14 @@ from transformers import Wav2Vec2FeatureExtractor
 from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
 
 LABELS = ["neutral", "angry", "sad", "happy"]
+# The main job on the tiny generated corpus, one epoch of everything: what the end-to-end tests run.
+TINY_JOB_ARGS = [
+    "--synthetic_utterances_per_speaker", "4",
+    "--num_train_epochs", "1",
+    "--linguistic_teacher_epochs", "1",
+    "--prosodic_teacher_epochs", "1",
+    "--preprocessing_num_workers", "1",
+]  # fmt: skip
 LINGUISTIC_DIM, PROSODIC_DIM = 12, 8
 
 

@@ -1,0 +1,49 @@
+"""The life of a folder a generator writes (the synthetic corpora): reused when its recorded settings match, built
+in a side folder and moved in place at the end (an interrupted run never looks complete), and never touched when it
+was not written by the generator (no settings file in it)."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def reusable(root: Path, settings: dict, config_filename: str) -> bool:
+    """Whether `root` holds a complete earlier output with the same `settings` (recorded in `config_filename`).
+
+    Raises:
+        FileExistsError: `root` exists without that file, so another program (or the user) wrote it.
+    """
+    if not root.exists():
+        return False
+    config = root / config_filename
+    if not config.exists():
+        raise FileExistsError(
+            f"{root} exists but has no {config_filename}: it was not written by this generator (maybe a real corpus), "
+            "refusing to overwrite it. Choose another output_dir."
+        )
+    if json.loads(config.read_text()) == settings:
+        logger.info("Reusing %s (same settings)", root)
+        return True
+    logger.info("Settings differ from %s: generating %s again", config, root.name)
+    return False
+
+
+def partial_folder(root: Path) -> Path:
+    """An empty side folder beside `root` to build the new output in."""
+    partial = root.with_name(f".{root.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def publish(partial: Path, root: Path, settings: dict, config_filename: str) -> Path:
+    """Records `settings` in the finished side folder and moves it in place of `root` (an older output is removed)."""
+    (partial / config_filename).write_text(json.dumps(settings, indent=2) + "\n")
+    if root.exists():
+        shutil.rmtree(root)
+    partial.rename(root)
+    return root
