@@ -6,7 +6,9 @@ Three pieces:
 - `add_egemaps(dataset)`: adds an `egemaps` column to a dataset with an `audio` column, in parallel and cached by
   `datasets`' fingerprint machinery (a second call on the same Arrow-backed dataset only reads the cache file).
 - `egemaps_statistics(train_dataset)`: per-descriptor mean / std over all frames of a fold's *training* split, used
-  to z-normalise every split of that fold (never fit on validation or test data).
+  to z-normalise every split of that fold (never fit on validation or test data). The prosodic teacher keeps them as
+  buffers; `EgemapsStatistics.normalize` and its JSON round trip (`to_dict` / `from_dict`) are public API for users
+  who normalise descriptors outside it.
 
 Clips shorter than `MIN_DURATION_S` (60 ms, the longest openSMILE analysis window of this feature set) are rejected
 with a `ValueError` rather than padded: openSMILE fills such clips with one all-NaN frame, and zero-padding them would
@@ -63,7 +65,6 @@ EGEMAPS_LLD_NAMES = (
     "F3amplitudeLogRelF0_sma3nz",
 )
 NUM_EGEMAPS_LLD = 25
-FRAME_RATE_HZ = 100  # one frame every 10 ms
 MIN_DURATION_S = 0.06
 
 

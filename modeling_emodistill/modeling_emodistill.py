@@ -100,10 +100,6 @@ class EmoDistillForAudioClassification(EmoDistillPreTrainedModel):
         """Stops gradient updates of the convolutional feature encoder (common when fine-tuning HuBERT)."""
         self.hubert.feature_extractor._freeze_parameters()
 
-    def freeze_base_model(self):
-        """Trains only the classifier and the projection heads."""
-        self.hubert.requires_grad_(False)
-
     def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """
         Pools frames into one vector per utterance, ignoring the frames that only saw padding.

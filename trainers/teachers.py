@@ -93,6 +93,8 @@ class LinguisticTeacher(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> "LinguisticTeacher":
+        """A teacher written by `save`, e.g. a fold's cached teacher (`<cache>/teachers/linguistic/<key>/model`), to
+        run it on new transcripts."""
         path = Path(path)
         num_labels = json.loads((path / "head_config.json").read_text())["num_labels"]
         teacher = cls(AutoModel.from_pretrained(path / "encoder"), num_labels)
