@@ -41,6 +41,7 @@ from .results import (
     PREDICTIONS_FILENAME,
     RESULT_FILENAME,
     TRAINING_FIELDS_WITHOUT_EFFECT,
+    ConfigurationMismatchError,
     check_fold_fingerprint,
     claim_output_dir,
     fingerprint_hash,
@@ -214,6 +215,9 @@ def cross_validate(experiment: Experiment, corpus: Corpus, output_dir: Path | No
     output_dir = Path(output_dir or training.output_dir)
     barrier = training.distributed_state.wait_for_everyone
     folds = speaker_folds(corpus.dataset, experiment.data.protocol, experiment.data.fold_numbers())
+    hub_fold = experiment.run.hub_fold
+    if hub_fold is not None and hub_fold not in [fold.spec.fold for fold in folds]:
+        raise ValueError(f"--hub_fold {hub_fold} is not among the folds this run trains.")
     # Only now, with the arguments, the data and the folds checked, may --overwrite_output_dir delete anything.
     claim_output_dir(output_dir, experiment.run.overwrite_output_dir, training.should_save)
     barrier()
@@ -230,9 +234,12 @@ def cross_validate(experiment: Experiment, corpus: Corpus, output_dir: Path | No
         components = fold_fingerprint(experiment, corpus, fold)
         record = read_json(fold_dir / RESULT_FILENAME, "Fold result")
         if record is not None:
-            check_fold_fingerprint(
-                record.get("fingerprint", {}).get("components"), components, fold_dir / RESULT_FILENAME
-            )
+            if "fingerprint" not in record:
+                raise ConfigurationMismatchError(
+                    f"{fold_dir / RESULT_FILENAME} records no settings (an older EmoDistill wrote it), so it cannot be "
+                    "reused. Run into another --output_dir, or add --overwrite_output_dir to start over."
+                )
+            check_fold_fingerprint(record["fingerprint"]["components"], components, fold_dir / RESULT_FILENAME)
             logger.info("Fold %d already finished with these settings: kept", fold.spec.fold)
             records.append(record)
             continue
@@ -275,8 +282,8 @@ def summarize(experiment: Experiment, records: list[dict], config: dict, output_
     write_results(results, output_dir)
     hub_fold = experiment.run.hub_fold or max(records, key=lambda f: f["validation_ua"] or 0)["fold"]
     chosen = next((f for f in records if f["fold"] == hub_fold), None)
-    if chosen is None:
-        raise ValueError(f"--hub_fold {hub_fold} did not run; the folds are {[f['fold'] for f in records]}.")
+    if chosen is None:  # --gather with a fold that is not in the folder
+        raise ValueError(f"--hub_fold {hub_fold} is not among the folds {[f['fold'] for f in records]}.")
     repo_id = training.hub_model_id or f"emodistill-{output_dir.name}"
     card = model_card(results, chosen, repo_id)
     card.save(output_dir / "README.md")
