@@ -372,7 +372,8 @@ def pretrain(args: PretrainingArguments, training_args: TrainingArguments) -> di
         "hours_of_speech": round(sum(len(w) for w in waveforms) / SAMPLING_RATE / 3600, 3),
         "phoneme_inventory": len(inventory),
         "parameters": sum(p.numel() for p in model.hubert.parameters()),
-        "arguments": asdict(args),
+        # Not where the corpus was written: a machine's path is no part of the recipe.
+        "arguments": {k: v for k, v in asdict(args).items() if k != "corpus_dir"},
         "epochs": training_args.num_train_epochs,
         "learning_rate": training_args.learning_rate,
         "batch_size": training_args.per_device_train_batch_size,
