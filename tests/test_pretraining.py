@@ -129,6 +129,7 @@ def test_quick_recipe_writes_a_hub_layout_checkpoint_the_student_loads(objective
     )
     summary = json.loads((output / "pretraining.json").read_text())
     assert summary["objective"] == objective and np.isfinite(summary["train_loss"])
+    assert str(tmp_path) not in (output / "pretraining.json").read_text()  # no machine path in a shipped folder
     assert (output / "README.md").read_text().startswith("---")
     HubertModel.from_pretrained(output)  # what any HuBERT user does with a hub checkpoint
     student, extractor = build_student(str(output), ["a", "b"], linguistic_embedding_dim=6, prosodic_embedding_dim=4)
