@@ -141,6 +141,28 @@ def test_temperature_sweep_runs_one_cross_validation_per_value_and_plots(finishe
         # Fig. 2 (left): the linguistic teacher is removed and tau_P varies.
         assert config["tau_prosodic"] == float(tau) and config["use_linguistic_teacher"] is False
         assert config["ablation"] == "no_linguistic_teacher"
+    # Validation UA beside test scores; the pick is the best mean validation UA, never a test score.
+    best = max(sweep["points"], key=lambda p: p["validation_ua"])["tau"]
+    assert sweep["chosen_by_validation"] == best
+    table = (tmp_path / "tau_sweep.md").read_text()
+    assert "| validation UA | test WA | test UA |" in table and f"| {best:g} **(validation pick)** |" in table
+
+
+def test_the_ablation_table_runs_every_row_from_one_command(finished_run, tmp_path):
+    root, _ = finished_run
+    argv = ["--cache_dir", str(root / "cache"), "--output_dir", str(tmp_path), "--folds", "1", *TINY_RUN]
+    train.main([*argv, "--ablation_table", "--seeds", "0"])
+    summary = json.loads((tmp_path / "ablation_table.json").read_text())
+    assert set(summary["rows"]) == {"none", "no_logit_kd", "no_embedding_kd", "no_prosodic_teacher",
+                                    "no_linguistic_teacher", "no_teachers"}  # fmt: skip
+    for ablation, row in summary["rows"].items():
+        run = json.loads((tmp_path / "seed_0" / ablation / "results.json").read_text())
+        assert run["config"]["ablation"] == ablation and row["ua"]["mean"] == pytest.approx(run["mean"]["ua"])
+        assert ablation == "no_teachers" or row["vs_ce_only"]["folds"] == 1
+    table = (tmp_path / "ablation_table.md").read_text()
+    for name in ("Ours (EmoDistill)", "w/o L_logits", "w/o L_embedding", "w/o f_T^P and f_T^L", "w/o f_S and f_T^P"):
+        assert f"| {name}" in table
+    assert "± " not in table  # one seed: no spread to show
 
 
 def launch(script_args, processes_group: bool, timeout=600):

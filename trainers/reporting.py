@@ -327,7 +327,10 @@ def ablation_summary(table: dict) -> dict:
                 fold_ua.setdefault(fold, []).append(ua)
         carriers = None
         if all(r["per_carrier"] for r in per_seed):
-            carriers = {c: float(np.mean([r["per_carrier"][c]["accuracy"] for r in per_seed])) for c in CARRIERS}
+            carriers = {}
+            for carrier in CARRIERS:  # a fold set without an utterance of a carrier has no accuracy for it
+                values = [r["per_carrier"][carrier]["accuracy"] for r in per_seed]
+                carriers[carrier] = None if None in values else float(np.mean(values))
         rows[ablation] = {
             "paper_row": ABLATIONS[ablation].paper_row,
             **{m: _mean_std([r["mean"][m] for r in per_seed]) for m in ("wa", "ua")},
@@ -374,7 +377,7 @@ def write_ablation_table(table: dict, directory: Path) -> None:
                 else "(baseline) | | "
             )
             + " | "
-            + " | ".join(f"{carriers[c]:.1f}" if c in carriers else "–" for c in CARRIERS)
+            + " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
             + " |"
         )
     for name, scores in summary["teachers"].items():
