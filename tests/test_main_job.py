@@ -195,3 +195,33 @@ def test_processes_that_did_not_form_a_group_stop_with_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert "processes were launched (WORLD_SIZE=2) but this one runs alone" in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_emodistill_evaluate_scores_a_fold_model_like_the_job(finished_run, tmp_path, capsys):
+    root, _ = finished_run
+    from emodistill.trainers import evaluate
+    from emodistill.trainers.results import read_predictions
+
+    corpus = root / "cache" / "synthetic_iemocap" / "IEMOCAP_full_release"
+    model = root / "out" / "fold_01" / "model"
+    argv = ["--model", str(model), "--data_dir", str(corpus), "--cache_dir", str(root / "cache")]
+    evaluate.main([*argv, "--speakers", "Ses01_F", "--output_dir", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    fold = json.loads((root / "out" / "fold_01" / "result.json").read_text())
+    # The same utterances and the same model as the job's test split: the same scores.
+    assert results["n"] == fold["n"] and results["confusion"] == fold["confusion"]
+    assert results["ua"] == pytest.approx(fold["ua"]) and results["speakers"] == ["Ses01_F"]
+    ours, theirs = (read_predictions(path / "predictions.csv") for path in (tmp_path, root / "out" / "fold_01"))
+    assert [(r["id"], r["label"], r["prediction"]) for r in ours] == [
+        (r["id"], r["label"], r["prediction"]) for r in theirs
+    ]
+    for mine, job in zip(ours, theirs):
+        for name in fold["label_names"]:
+            assert float(mine[f"p_{name}"]) == pytest.approx(float(job[f"p_{name}"]), abs=1e-4)
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        evaluate.main([*argv, "--speakers", "Ses09_F", "--output_dir", str(tmp_path / "x")])
+    assert "no utterance of speaker(s) ['Ses09_F']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(tmp_path), "--data_dir", str(corpus), "--output_dir", str(tmp_path / "y")])
+    assert "is not a saved model folder" in capsys.readouterr().err

@@ -196,3 +196,20 @@ def test_arguments_from_the_command_line_and_their_validation(tmp_path):
         EmoDistillTrainingArguments(output_dir=str(tmp_path), gamma=-1.0)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         EmoDistillTrainingArguments(output_dir=str(tmp_path), remove_unused_columns=True)
+
+
+def test_predictions_come_in_dataset_order_with_length_grouped_training(tmp_path):
+    """transformers 5 applies `group_by_length` to evaluation too; the trainer keeps predictions in dataset order,
+    so the i-th prediction is the i-th utterance's (the per-utterance predictions file relies on it)."""
+    rows = toy_rows(12, with_cache=False)
+    for i, row in enumerate(rows):
+        row["label"], row["length"] = i % 4, len(row["input_values"])
+    args = training_args(
+        tmp_path, train_sampling_strategy="group_by_length", per_device_eval_batch_size=4, eval_strategy="no"
+    )
+    args.use_linguistic_teacher = args.use_prosodic_teacher = False
+    trainer = EmoDistillTrainer(
+        model=tiny_student(), args=args, data_collator=EmoDistillDataCollator(feature_extractor())
+    )
+    prediction = trainer.predict(Dataset.from_list(rows))
+    assert prediction.label_ids.tolist() == [row["label"] for row in rows]

@@ -182,6 +182,8 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
     logits = torch.from_numpy(np.asarray(first_output(prediction.predictions), dtype=np.float32))
     probabilities = logits.softmax(-1).numpy()
     labels, ids = prediction.label_ids, list(fold["test"]["id"])
+    if not np.array_equal(labels, fold["test"]["label"]):  # the per-utterance records rely on dataset order
+        raise RuntimeError(f"Fold {fold.spec.fold}: the test predictions are not in the test split's order.")
     scores = ser_scores(probabilities.argmax(-1), labels, len(label_names), label_names)
     if training.should_save:
         # `save_pretrained`, not `trainer.save_model`: the published folder holds safetensors and JSON only (no

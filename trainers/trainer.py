@@ -4,8 +4,10 @@ from collections import defaultdict
 
 import torch
 from torch import nn
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import has_length
 from transformers.utils import logging
 
 from .arguments import EmoDistillTrainingArguments
@@ -96,6 +98,14 @@ class EmoDistillTrainer(Trainer):
         for name, teacher in (("linguistic", linguistic_teacher), ("prosodic", prosodic_teacher)):
             if teacher is not None:
                 self.teachers[name] = self.accelerator.prepare_model(freeze_model(teacher), evaluation_mode=True)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation and prediction in dataset order. (transformers 5 groups them by length too when
+        `train_sampling_strategy="group_by_length"`: scores stay right, but the i-th prediction would no longer be
+        the i-th utterance's.) Distributed, accelerate's sharding keeps the order."""
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _teacher_signals(self, inputs: dict, teacher: str, mode: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """One teacher's `(logits, embedding)` for this batch, from the cache columns or by running it; pops its keys."""
