@@ -17,6 +17,7 @@ from emodistill.data_scripts.unlabelled_speech import (
     voices,
 )
 from emodistill.trainers import pretraining
+from emodistill.trainers import student as student_module
 from emodistill.trainers.pretraining import (
     HubertForPretraining,
     HubertPretrainingConfig,
@@ -151,6 +152,13 @@ def test_the_bundled_student_is_a_small_hub_layout_checkpoint():
         BUNDLED_STUDENT, ["a", "b", "c", "d"], linguistic_embedding_dim=8, prosodic_embedding_dim=8
     )
     assert student.config.hidden_size == config["hidden_size"]
+
+
+def test_a_missing_bundled_student_names_its_folder_and_the_rebuild_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(student_module, "BUNDLED_STUDENT_DIR", tmp_path / "hubert-synthetic")
+    with pytest.raises(FileNotFoundError, match="hubert-synthetic.*emodistill-pretrain-student --output_dir"):
+        student_module.resolve_student(BUNDLED_STUDENT)
+    assert student_module.resolve_student("facebook/hubert-base-ls960") == "facebook/hubert-base-ls960"
 
 
 def test_a_checkpoint_without_hubert_weights_is_refused(tmp_path):

@@ -20,7 +20,15 @@ BUNDLED_STUDENT_DIR = Path(emodistill.checkpoints.__file__).resolve().parent / "
 def resolve_student(name_or_path: str) -> str:
     """What `from_pretrained` loads for a `--student_model_name_or_path`: the bundled folder for its name, anything
     else (a hub id, a local folder) as given."""
-    return str(BUNDLED_STUDENT_DIR) if name_or_path == BUNDLED_STUDENT else name_or_path
+    if name_or_path != BUNDLED_STUDENT:
+        return name_or_path
+    if not (BUNDLED_STUDENT_DIR / "config.json").is_file():
+        # Otherwise transformers would take the missing folder for a malformed hub id.
+        raise FileNotFoundError(
+            f"The bundled student {BUNDLED_STUDENT} is missing from {BUNDLED_STUDENT_DIR} (an install without package "
+            f"data?). Reinstall EmoDistill, or rebuild it: emodistill-pretrain-student --output_dir {BUNDLED_STUDENT_DIR}"
+        )
+    return str(BUNDLED_STUDENT_DIR)
 
 
 def build_student(
