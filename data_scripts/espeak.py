@@ -36,7 +36,10 @@ def find_espeak() -> str:
 
 
 def espeak_version(espeak: str) -> str:
-    return subprocess.run([espeak, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    """e.g. 'eSpeak NG text-to-speech: 1.51', without the data folder that `--version` also prints (a machine path,
+    which must not reach a shipped corpus config or checkpoint)."""
+    version = subprocess.run([espeak, "--version"], capture_output=True, text=True, check=True).stdout
+    return version.split("Data at:")[0].strip()
 
 
 @dataclass(frozen=True)
