@@ -38,7 +38,7 @@ import torch.distributed
 import transformers
 
 from emodistill.data_scripts.corpus import prepare_corpus
-from emodistill.trainers.cross_validation import ablation_table, cross_validate, gather, parse_tau_sweep, tau_sweep
+from emodistill.trainers.cross_validation import ablation_table, cross_validate, gather, tau_sweep
 from emodistill.trainers.experiment import Experiment, parse_experiment
 from emodistill.trainers.reporting import pm
 from emodistill.trainers.results import ConfigurationMismatchError
@@ -76,10 +76,7 @@ def run(experiment: Experiment) -> dict:
     """The job the arguments ask for; returns the results of the (last) cross-validation or gathering."""
     if experiment.run.gather:
         return gather(experiment)
-    if experiment.run.tau_sweep:
-        parse_tau_sweep(experiment.run.tau_sweep)  # a bad value fails now, not after the corpus is prepared
     data, training = experiment.data, experiment.training
-    data.fold_numbers()
     # The corpus is prepared once, by the main process (of every node without a shared disk), then read by all.
     with training.main_process_first(local=training.save_on_each_node, desc="preparing the corpus"):
         corpus = prepare_corpus(
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     try:
         results = run(experiment)
-    except ConfigurationMismatchError as error:
+    except (ConfigurationMismatchError, FileNotFoundError) as error:  # messages naming what to change, no traceback
         raise SystemExit(f"train.py: error: {error}") from None
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():

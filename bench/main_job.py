@@ -13,7 +13,7 @@ It then compares EmoDistill and CE-only fold by fold (wins, two-sided Wilcoxon s
 Peak memory is the largest summed resident set size of the process and its children, sampled every 0.1 s.
 
     python bench/main_job.py                 # the full default (about half an hour on 2 CPU cores)
-    python bench/main_job.py --quick         # a tiny corpus, 1 fold, 1 epoch: checks the script itself
+    python bench/main_job.py --quick         # a tiny corpus, 2 folds, 1 epoch: checks the script itself
 """
 
 import argparse
@@ -79,6 +79,9 @@ def main() -> None:
     runs, results = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
+        if runs_dir.exists() and any(runs_dir.iterdir()):
+            # Finished folds there would be kept by train.py: the "cold" run would measure nothing.
+            raise SystemExit(f"--runs_dir {runs_dir} is not empty: give a new or empty folder.")
         runs_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "EMODISTILL_CACHE": f"{scratch}/cache"}
         for name, extra in (("cold", []), ("warm", []), ("no_teachers", ["--ablation", "no_teachers"])):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from .audio import decode_audio
 from .egemaps import add_egemaps
@@ -64,15 +65,17 @@ def add_waveforms(dataset: datasets.Dataset, num_proc: int | None) -> datasets.D
 
 
 def content_fingerprint(dataset: datasets.Dataset, columns=FINGERPRINT_COLUMNS) -> str:
-    """SHA-256 of the Arrow buffers of `columns`: the same content read the same way gives the same value wherever
-    the corpus lies; a changed label, transcript or waveform gives another."""
+    """SHA-256 of the Arrow buffers of `columns`: the same content gives the same value wherever the corpus lies and
+    however it was split into chunks (e.g. by `num_proc`); a changed label, transcript or waveform gives another."""
     digest = hashlib.sha256()
     for column in columns:
         digest.update(column.encode())
-        for chunk in dataset.data.column(column).chunks:
-            for buffer in chunk.buffers():
-                if buffer is not None:
-                    digest.update(memoryview(buffer))
+        chunks = dataset.data.column(column).chunks
+        # One array with fresh buffers: chunk boundaries and slice offsets no longer show in the bytes.
+        array = pa.concat_arrays(chunks) if chunks else pa.array([])
+        for buffer in array.buffers():
+            if buffer is not None:
+                digest.update(memoryview(buffer))
     return digest.hexdigest()[:20]
 
 

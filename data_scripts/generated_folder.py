@@ -4,10 +4,14 @@ was not written by the generator (no settings file in it)."""
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# Where the generated corpora and the job's caches go unless a command is told otherwise.
+DEFAULT_CACHE_DIR = os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill"))
 
 
 def reusable(root: Path, settings: dict, config_filename: str) -> bool:

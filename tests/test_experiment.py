@@ -4,7 +4,13 @@ the global batch, the temperature defaults, and the ablation table's statistics.
 import pytest
 
 from emodistill.trainers.arguments import ABLATIONS
-from emodistill.trainers.experiment import PRESET_DIR, build_parser, parse_experiment, split_global_batch
+from emodistill.trainers.experiment import (
+    PRESET_DIR,
+    DataArguments,
+    build_parser,
+    parse_experiment,
+    split_global_batch,
+)
 from emodistill.trainers.reporting import ablation_summary, paired_comparison, pm
 from emodistill.trainers.student import BUNDLED_STUDENT
 
@@ -64,6 +70,14 @@ def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
         (["--ablation", "no_teachers", "--gamma", "0"], "No term of the loss is live"),
         (["--alpha", "0", "--beta", "0", "--gamma", "0"], "all 0"),
         (["--ablation", "no_such_row"], "invalid choice"),
+        (["--folds", "1,x"], "--folds takes comma-separated fold numbers"),
+        (["--folds", "1,2,1"], "names fold(s) [1] more than once"),
+        (["--tau_sweep", "prosodic=0,1"], "--tau_sweep takes prosodic=V1,V2"),
+        (["--tau_sweep", "acoustic=1,2"], "--tau_sweep takes prosodic=V1,V2"),
+        (["--ablation_table", "--seeds", "0,0"], "names a seed more than once"),
+        (["--ablation_table", "--seeds", "a"], "--seeds takes comma-separated integers"),
+        (["--gather", "--ablation_table"], "--gather and --ablation_table are different jobs"),
+        (["--ablation_table", "--push_to_hub", "--hub_model_id", "x"], "not with --tau_sweep or --ablation_table"),
     ],
 )
 def test_settings_the_job_cannot_honour_are_refused_when_parsed(argv, message, capsys):
@@ -74,7 +88,7 @@ def test_settings_the_job_cannot_honour_are_refused_when_parsed(argv, message, c
 
 def test_alpha_and_beta_zero_is_the_ce_baseline_without_teachers():
     training = parse("--alpha", "0", "--beta", "0").training
-    assert training.live_terms == ["ce"] and training.teachers_needed == () and not training.distills
+    assert training.live_terms == ["ce"] and training.teachers_needed == ()
     only_embeddings = parse("--alpha", "0", "--ablation", "no_prosodic_teacher").training
     assert only_embeddings.live_terms == ["ce", "embedding_kd"] and only_embeddings.teachers_needed == ("linguistic",)
 
@@ -104,7 +118,7 @@ def test_global_batch_sets_accumulation_for_this_world_size():
 
 def test_repeated_folds_are_an_error():
     with pytest.raises(ValueError, match=r"names fold\(s\) \[1\] more than once"):
-        parse("--folds", "1,2,1").data.fold_numbers()
+        DataArguments(folds="1,2,1")
     assert parse("--folds", "3,1").data.fold_numbers() == [3, 1]
 
 

@@ -180,7 +180,7 @@ def test_missing_teacher_signals_in_training_is_a_clear_error(tmp_path):
         args=training_args(tmp_path, eval_strategy="no", use_linguistic_teacher=False, use_prosodic_teacher=False),
     )
     assert baseline.compute_loss(baseline.model, batch).item() > 0
-    assert not baseline.args.distills
+    assert baseline.args.teachers_needed == ()
 
 
 def test_arguments_from_the_command_line_and_their_validation(tmp_path):

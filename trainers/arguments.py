@@ -109,11 +109,6 @@ class EmoDistillTrainingArguments(TrainingArguments):
         return terms
 
     @property
-    def distills(self) -> bool:
-        """Whether any KD term is live (False for the plain cross-entropy baseline)."""
-        return bool(self.teachers_needed)
-
-    @property
     def teachers_needed(self) -> tuple[str, ...]:
         """The teachers a live KD term reads (none for the CE baseline: then no teacher is trained or run)."""
         if not {"logits_kd", "embedding_kd"} & set(self.live_terms):

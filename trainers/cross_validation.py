@@ -20,7 +20,7 @@ from transformers import AutoConfig, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
-from emodistill.data_scripts.corpus import Corpus
+from emodistill.data_scripts.corpus import IEMOCAP_NAME, Corpus
 from emodistill.data_scripts.folds import FoldDatasetDict, save_folds, speaker_folds
 
 from .arguments import ABLATIONS
@@ -41,7 +41,6 @@ from .results import (
     PREDICTIONS_FILENAME,
     RESULT_FILENAME,
     TRAINING_FIELDS_WITHOUT_EFFECT,
-    ConfigurationMismatchError,
     check_fold_fingerprint,
     claim_output_dir,
     fingerprint_hash,
@@ -49,6 +48,7 @@ from .results import (
     provenance,
     push_fold_to_hub,
     read_json,
+    require_fingerprint,
     source_digest,
     write_json,
     write_predictions,
@@ -182,7 +182,9 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
     logits = torch.from_numpy(np.asarray(first_output(prediction.predictions), dtype=np.float32))
     probabilities = logits.softmax(-1).numpy()
     labels, ids = prediction.label_ids, list(fold["test"]["id"])
-    if not np.array_equal(labels, fold["test"]["label"]):  # the per-utterance records rely on dataset order
+    # The per-utterance records rely on dataset order, which EmoDistillTrainer's sequential evaluation sampler keeps
+    # (tests/test_trainer.py checks it by id); labels are all that comes back here, so this catches gross reordering.
+    if not np.array_equal(labels, fold["test"]["label"]):
         raise RuntimeError(f"Fold {fold.spec.fold}: the test predictions are not in the test split's order.")
     scores = ser_scores(probabilities.argmax(-1), labels, len(label_names), label_names)
     if training.should_save:
@@ -236,12 +238,8 @@ def cross_validate(experiment: Experiment, corpus: Corpus, output_dir: Path | No
         components = fold_fingerprint(experiment, corpus, fold)
         record = read_json(fold_dir / RESULT_FILENAME, "Fold result")
         if record is not None:
-            if "fingerprint" not in record:
-                raise ConfigurationMismatchError(
-                    f"{fold_dir / RESULT_FILENAME} records no settings (an older EmoDistill wrote it), so it cannot be "
-                    "reused. Run into another --output_dir, or add --overwrite_output_dir to start over."
-                )
-            check_fold_fingerprint(record["fingerprint"]["components"], components, fold_dir / RESULT_FILENAME)
+            recorded = require_fingerprint(record, fold_dir / RESULT_FILENAME)
+            check_fold_fingerprint(recorded, components, fold_dir / RESULT_FILENAME)
             logger.info("Fold %d already finished with these settings: kept", fold.spec.fold)
             records.append(record)
             continue
@@ -292,7 +290,7 @@ def summarize(experiment: Experiment, records: list[dict], config: dict, output_
     model_dir = output_dir / f"fold_{hub_fold:02d}" / "model"
     card.save(model_dir / "README.md")
     if training.push_to_hub:
-        if config["corpus"] != "IEMOCAP":
+        if config["corpus"] != IEMOCAP_NAME:
             logger.warning("Publishing a student trained on the %s, not IEMOCAP: its card says so.", config["corpus"])
         url = push_fold_to_hub(model_dir, repo_id, training.hub_token, training.hub_private_repo, hub_fold)
         logger.info("Pushed fold %d's student to %s", hub_fold, url)
@@ -307,21 +305,10 @@ def gather(experiment: Experiment) -> dict:
     return summarize(experiment, records, records[0]["config"], output_dir)
 
 
-def parse_tau_sweep(value: str) -> tuple[str, list[float]]:
-    teacher, _, values = value.partition("=")
-    try:
-        taus = [float(v) for v in values.split(",")] if values else []
-    except ValueError:
-        taus = []
-    if teacher not in ("prosodic", "linguistic") or not taus or any(t <= 0 for t in taus):
-        raise ValueError(f"--tau_sweep takes prosodic=V1,V2,... or linguistic=V1,... (V > 0); got {value!r}.")
-    return teacher, taus
-
-
 def tau_sweep(experiment: Experiment, corpus: Corpus) -> dict:
     """Fig. 2 of the paper: one teacher removed, the other's temperature varied, a cross-validation per value; the
     temperature with the best mean *validation* UA is marked (test UA is shown, never used to choose)."""
-    teacher, taus = parse_tau_sweep(experiment.run.tau_sweep)
+    teacher, taus = experiment.run.tau_sweep_values()
     removed = "linguistic" if teacher == "prosodic" else "prosodic"
     sweep_dir = Path(experiment.training.output_dir)
     claim_output_dir(sweep_dir, experiment.run.overwrite_output_dir, experiment.training.should_save)
@@ -344,7 +331,7 @@ def tau_sweep(experiment: Experiment, corpus: Corpus) -> dict:
 def ablation_table(experiment: Experiment, corpus: Corpus) -> dict:
     """Table 2 of the paper: every ablation row (same student, teachers, folds), for each seed; then the table with
     mean +- std over seeds, per-fold wins against the CE-only row and a paired test across folds."""
-    seeds = [int(s) for s in experiment.run.seeds.split(",")]
+    seeds = experiment.run.seed_values()
     root = Path(experiment.training.output_dir)
     claim_output_dir(root, experiment.run.overwrite_output_dir, experiment.training.should_save)
     experiment.training.distributed_state.wait_for_everyone()

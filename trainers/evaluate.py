@@ -19,11 +19,11 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from emodistill.data_scripts.corpus import prepare_corpus
+from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.data_scripts.iemocap import LABEL_SETS
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 
 from .collator import EmoDistillDataCollator, evaluation_batch_size
-from .experiment import DEFAULT_CACHE_DIR
 from .metrics import SCALAR_METRICS, ser_scores
 from .reporting import carrier_accuracy, plot_confusion
 from .results import PREDICTIONS_FILENAME, write_predictions

@@ -15,6 +15,8 @@ from pathlib import Path
 from transformers import HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from emodistill.data_scripts.folds import PROTOCOLS
+from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.data_scripts.iemocap import LABEL_SETS
 
 from .arguments import ABLATION_SWITCHES, EmoDistillTrainingArguments
@@ -23,7 +25,6 @@ from .teacher_training import TeacherArguments
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESETS = sorted(path.stem for path in PRESET_DIR.glob("*.args"))
-DEFAULT_CACHE_DIR = os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill"))
 
 
 @dataclass
@@ -61,14 +62,14 @@ class DataArguments:
     cache_dir: str = field(
         default=DEFAULT_CACHE_DIR,
         metadata={
-            "help": "Synthetic corpus, Arrow caches and teacher caches (default: $EMODISTILL_CACHE or ~/.cache)."
+            "help": "Synthetic corpus, Arrow caches and teacher caches (default: $EMODISTILL_CACHE or ~/.cache/emodistill)."
         },
     )
     force_reload: bool = field(
         default=False, metadata={"help": "Re-read the corpus even if its cache matches the files' listing."}
     )
     protocol: str = field(
-        default="loso10", metadata={"help": "loso10 (the paper) or loso5.", "choices": ["loso10", "loso5"]}
+        default="loso10", metadata={"help": "loso10 (the paper) or loso5.", "choices": list(PROTOCOLS)}
     )
     folds: str | None = field(default=None, metadata={"help": "Comma-separated 1-based folds to run, e.g. 1,2."})
     label_set: str = field(
@@ -85,7 +86,12 @@ class DataArguments:
     synthetic_utterances_per_speaker: int = field(
         default=45, metadata={"help": "Size of the generated corpus (4-class utterances per speaker)."}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for eGeMAPS extraction."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for audio decoding and eGeMAPS extraction."}
+    )
+
+    def __post_init__(self):
+        self.fold_numbers()  # a malformed --folds fails when parsed
 
     def fold_numbers(self) -> list[int] | None:
         """`--folds` as numbers; a repeated fold is an error (it would be counted twice)."""
@@ -141,6 +147,37 @@ class RunArguments:
     hub_fold: int | None = field(
         default=None, metadata={"help": "Fold whose student --push_to_hub publishes (default: best validation UA)."}
     )
+
+    def __post_init__(self):
+        modes = [f"--{name}" for name in ("gather", "tau_sweep", "ablation_table") if getattr(self, name)]
+        if len(modes) > 1:
+            raise ValueError(f"{' and '.join(modes)} are different jobs: run one at a time.")
+        if self.tau_sweep is not None:
+            self.tau_sweep_values()
+        self.seed_values()
+
+    def tau_sweep_values(self) -> tuple[str, list[float]]:
+        """`--tau_sweep` as (the teacher whose temperature varies, the temperatures)."""
+        teacher, _, values = self.tau_sweep.partition("=")
+        try:
+            taus = [float(v) for v in values.split(",")] if values else []
+        except ValueError:
+            taus = []
+        if teacher not in ("prosodic", "linguistic") or not taus or any(t <= 0 for t in taus):
+            raise ValueError(
+                f"--tau_sweep takes prosodic=V1,V2,... or linguistic=V1,... (V > 0); got {self.tau_sweep!r}."
+            )
+        return teacher, taus
+
+    def seed_values(self) -> list[int]:
+        """`--seeds` as numbers, each once."""
+        try:
+            seeds = [int(s) for s in self.seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2; got {self.seeds!r}.") from None
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"--seeds {self.seeds} names a seed more than once.")
+        return seeds
 
 
 # Inherited `TrainingArguments` that the job cannot honour: refused rather than silently ignored.
@@ -317,5 +354,10 @@ def parse_experiment(argv: list[str]) -> Experiment:
         )
     except ValueError as error:  # a dataclass's own validation: a clean message, not a traceback
         parser.error(str(error))
-    command = "python train.py " + shlex.join(argv) if argv else "accelerate launch train.py"
+    if training.push_to_hub and (run.tau_sweep or run.ablation_table):
+        # Every variant would publish its own best fold, each overwriting the last under --hub_model_id.
+        parser.error("--push_to_hub publishes one run's student: not with --tau_sweep or --ablation_table.")
+    # `accelerate launch` passes its settings to the processes as ACCELERATE_* variables; `python` sets none.
+    launcher = "accelerate launch" if any(k.startswith("ACCELERATE_") for k in os.environ) else "python"
+    command = " ".join([launcher, "train.py", shlex.join(argv)]).strip()
     return Experiment(student, data, teachers, run, training, command)

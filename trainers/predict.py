@@ -204,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--stride_length_s", type=float, default=DEFAULT_STRIDE_LENGTH_S, help="overlap of consecutive windows"
     )
     parser.add_argument("--batch_size", type=int, default=1, help="windows of one file per forward pass")
-    parser.add_argument("--device", default=None, help='torch device, e.g. "cpu" or "cuda:0" (default: cpu)')
+    parser.add_argument(
+        "--device",
+        default=None,
+        help='torch device, e.g. "cpu" or "cuda:0" (default: the first GPU if one is visible, else the CPU)',
+    )
     return parser
 
 

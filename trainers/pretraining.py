@@ -13,7 +13,7 @@ The result is a plain `HubertModel` checkpoint folder, laid out like `facebook/h
 `--student_model_name_or_path` exactly as it loads a hub checkpoint:
 
     emodistill-pretrain-student --output_dir checkpoints/hubert-synthetic --objective phoneme_ctc
-    emodistill-pretrain-student --output_dir /tmp/check --quick            # the recipe in seconds
+    emodistill-pretrain-student --output_dir outputs/quick-check --quick   # the recipe in seconds
 """
 
 import json
@@ -43,6 +43,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel, _compute_mask_indices
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
+from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.data_scripts.unlabelled_speech import generate_unlabelled_speech, read_unlabelled_manifest
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class PretrainingArguments:
         default="phoneme_ctc", metadata={"help": "What the model predicts.", "choices": list(OBJECTIVES)}
     )
     corpus_dir: str = field(
-        default=os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill")),
+        default=DEFAULT_CACHE_DIR,
         metadata={"help": "Where the unlabelled corpus is generated (reused when its settings match)."},
     )
     num_utterances: int = field(default=4000, metadata={"help": "Size of the unlabelled corpus."})

@@ -13,6 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from scipy.stats import wilcoxon
 
 import emodistill.model_cards
+from emodistill.data_scripts.corpus import IEMOCAP_NAME
 from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 
 from .arguments import ABLATIONS, TEACHER_ALONE_ROWS
@@ -35,7 +36,7 @@ IEMOCAP_LICENCE = (
     "Trained on {corpus}, released by USC SAIL under a licence that restricts it to research use and forbids "
     "redistribution (https://sail.usc.edu/iemocap/). Check that licence before publishing or using this model."
 )
-PROTOCOLS = {
+PROTOCOL_DESCRIPTIONS = {
     "loso10": "leave-one-speaker-out (10 folds): each fold tests one speaker, validates on the other speaker of the "
     "same session and trains on the remaining eight",
     "loso5": "leave-one-session-out (5 folds): each fold tests one session (both speakers), validates on the next "
@@ -45,7 +46,8 @@ CE_ONLY = "no_teachers"
 
 
 def run_config(experiment, corpus) -> dict:
-    """The run's resolved configuration as `results.json` and the card record it (no machine paths)."""
+    """The run's resolved configuration as `results.json` and the card record it (folders only as the user named
+    them: a generated corpus and the bundled student by name, never by their place on this machine)."""
     training, student = experiment.training, experiment.student.student_model_name_or_path
     return {
         "command": experiment.command,
@@ -149,7 +151,7 @@ def folds_description(results: dict) -> str:
     which = (
         "all" if len(numbers) == total else f"fold{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))} of"
     )
-    return f"{which} {total} folds of {PROTOCOLS[protocol].split(' (')[0]}"
+    return f"{which} {total} folds of {PROTOCOL_DESCRIPTIONS[protocol].split(' (')[0]}"
 
 
 def results_table(results: dict) -> str:
@@ -403,7 +405,8 @@ def model_card(results: dict, fold: dict, repo_id: str) -> ModelCard:
         EvalResult(
             task_type="audio-classification",
             task_name="Speech emotion recognition",
-            dataset_type="iemocap",
+            # The hub's dataset id only for the published release; other corpora get a type of their own.
+            dataset_type="iemocap" if config["corpus"] == IEMOCAP_NAME else "iemocap-layout",
             dataset_name=config["corpus"],
             dataset_config=config["label_set"],
             dataset_split=f"speaker-independent cross-validation: {folds_description(results)}",
@@ -436,7 +439,7 @@ def model_card(results: dict, fold: dict, repo_id: str) -> ModelCard:
         label_protocol="4 classes (neutral, angry, sad, happy with excited merged in)"
         if label_set == "4class"
         else f"label set `{label_set}`",
-        protocol_description=f"{PROTOCOLS[config['protocol']]}; this run: {folds_description(results)}",
+        protocol_description=f"{PROTOCOL_DESCRIPTIONS[config['protocol']]}; this run: {folds_description(results)}",
         fold=fold["fold"],
         test_speakers=", ".join(fold["test_speakers"]),
         validation_speakers=", ".join(fold["validation_speakers"]),

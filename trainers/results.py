@@ -29,12 +29,13 @@ RUN_MARKER = ".emodistill-run"  # in every output folder train.py creates; --ove
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = ("modeling_emodistill", "trainers", "data_scripts")
 # TrainingArguments that cannot change a fold's result (where it is written, how it is logged or shown, resources).
+# Not `dataloader_num_workers`: torch seeds NumPy afresh in each worker, so the random crops depend on it.
 TRAINING_FIELDS_WITHOUT_EFFECT = {
     "output_dir", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter",
     "log_on_each_node", "log_level", "log_level_replica", "disable_tqdm", "report_to", "run_name", "project",
     "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "push_to_hub", "hub_token",
     "hub_private_repo", "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision", "save_total_limit",
-    "save_on_each_node", "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+    "save_on_each_node", "dataloader_pin_memory", "dataloader_persistent_workers",
     "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "skip_memory_metrics", "ddp_timeout",
     "local_rank", "include_num_input_tokens_seen", "torch_empty_cache_steps", "enable_jit_checkpoint",
 }  # fmt: skip
@@ -148,8 +149,18 @@ def check_fold_fingerprint(recorded: dict | None, current: dict, where: Path) ->
         f"{where} was produced with other settings than this run's ({len(changes)} differ): "
         + "; ".join(changes[:30])
         + ("; ..." if len(changes) > 30 else "")
-        + f". Run into another --output_dir, or add --overwrite_output_dir to start {where.parent.parent} over."
+        + ". Run into another --output_dir, or add --overwrite_output_dir to start the --output_dir over."
     )
+
+
+def require_fingerprint(record: dict, path: Path) -> dict:
+    """The fingerprint of a fold's `result.json`; a record without one cannot be compared, so it is refused."""
+    if "fingerprint" not in record:
+        raise ConfigurationMismatchError(
+            f"{path} records no settings (an older EmoDistill wrote it), so it cannot be reused. Run into another "
+            "--output_dir, or add --overwrite_output_dir to start over."
+        )
+    return record["fingerprint"]["components"]
 
 
 def claim_output_dir(output_dir: Path, overwrite: bool, is_main_process: bool) -> None:
@@ -159,8 +170,9 @@ def claim_output_dir(output_dir: Path, overwrite: bool, is_main_process: bool) -
     other content is refused, never deleted.
     """
     marker = output_dir / RUN_MARKER
-    owned = marker.exists()
+    # Occupied first: another process of the job may write the marker in between, never remove it.
     occupied = output_dir.exists() and any(output_dir.iterdir())
+    owned = marker.exists()
     if occupied and not owned:
         raise ConfigurationMismatchError(
             f"{output_dir} exists, is not empty and was not created by train.py (no {RUN_MARKER} file): refusing to "
@@ -192,6 +204,8 @@ def write_predictions(
 
 
 def read_predictions(path: Path) -> list[dict]:
+    """A `predictions.csv` (of the main job or `emodistill-evaluate`) as one dict of strings per utterance, for
+    analyses such as per-speaker or per-carrier accuracy."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -199,18 +213,17 @@ def read_predictions(path: Path) -> list[dict]:
 def gather_fold_results(output_dir: Path) -> list[dict]:
     """The finished folds in `output_dir` (e.g. written by fold-parallel jobs), refusing any whose configuration
     differs from the others' (every fingerprint part but the fold's own membership must match)."""
-    results = []
+    results, fingerprints = [], []
     for path in sorted(output_dir.glob(f"fold_*/{RESULT_FILENAME}")):
         result = read_json(path, "Fold result")
         if result is not None:
+            fingerprints.append(require_fingerprint(result, path))
             results.append(result)
     if not results:
         raise FileNotFoundError(f"No finished fold (fold_XX/{RESULT_FILENAME}) in {output_dir}.")
     reference = results[0]
-    for result in results[1:]:
-        changes = differences(
-            reference["fingerprint"]["components"], result["fingerprint"]["components"], ignore=("fold",)
-        )
+    for result, fingerprint in zip(results[1:], fingerprints[1:]):
+        changes = differences(fingerprints[0], fingerprint, ignore=("fold",))
         if changes:
             raise ConfigurationMismatchError(
                 f"Folds {reference['fold']} and {result['fold']} in {output_dir} were run with different settings: "

@@ -82,7 +82,8 @@ def random_crop_transform(max_samples: int):
     A `Dataset.set_transform` function that crops each waveform to at most `max_samples` at a random offset.
 
     Used on the training split only (evaluation sees full utterances). It draws from NumPy's global generator, which
-    `Trainer` seeds and checkpoints, so a resumed run crops as the uninterrupted one would.
+    `Trainer` seeds and checkpoints, so with `dataloader_num_workers=0` (the default) a resumed run crops as the
+    uninterrupted one would; workers draw from generators torch seeds afresh for each worker.
     """
 
     def crop(batch: dict) -> dict:
