@@ -42,6 +42,7 @@ def comparable(results_path: Path) -> dict:
     results = json.loads(results_path.read_text())
     for fold in results["folds"]:
         fold.pop("wall_seconds")
+        fold["config"].pop("command")  # names the output folder
     results["config"].pop("command")
     results.pop("provenance")  # the date
     return results
