@@ -183,6 +183,13 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
             preprocess_params["stride_length_s"] = stride_length_s
         return preprocess_params, {}, postprocess_params
 
+    def _decode(self, path: str, source: str) -> np.ndarray:
+        """FFmpeg's decoding of `path`; a failure names the caller's input (`source`), not a temporary file."""
+        try:
+            return ffmpeg_decode(path, self.feature_extractor.sampling_rate)
+        except ValueError as error:
+            raise ValueError(f"Cannot decode audio {source} (not an audio file, or a damaged one): {error}") from error
+
     def load_waveform(self, inputs: Any) -> np.ndarray:
         """Any accepted input to a finite mono float32 waveform `(samples,)` at the feature extractor's rate."""
         target_rate = self.feature_extractor.sampling_rate
@@ -193,24 +200,14 @@ class EmoDistillAudioClassificationPipeline(AudioClassificationPipeline, ChunkPi
             if not os.path.isfile(path):
                 reason = "it is a folder" if os.path.isdir(path) else "no such file"
                 raise ValueError(f"Cannot read audio {source}: {reason}.")
-            try:
-                inputs = ffmpeg_decode(path, target_rate)
-            except ValueError as error:
-                raise ValueError(
-                    f"Cannot decode audio {source} (not an audio file, or a damaged one): {error}"
-                ) from error
+            inputs = self._decode(path, source)
         elif isinstance(inputs, bytes):
             source = "bytes"
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, "audio")
                 with open(path, "wb") as f:
                     f.write(inputs)
-                try:
-                    inputs = ffmpeg_decode(path, target_rate)
-                except ValueError as error:
-                    raise ValueError(
-                        f"Cannot decode audio {source} (not an audio file, or a damaged one): {error}"
-                    ) from error
+                inputs = self._decode(path, source)
         if (torchcodec := sys.modules.get("torchcodec")) and isinstance(inputs, torchcodec.decoders.AudioDecoder):
             samples = inputs.get_all_samples()
             inputs = {"array": samples.data, "sampling_rate": samples.sample_rate}

@@ -70,11 +70,11 @@ def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
         (["--ablation", "no_teachers", "--gamma", "0"], "No term of the loss is live"),
         (["--alpha", "0", "--beta", "0", "--gamma", "0"], "all 0"),
         (["--ablation", "no_such_row"], "invalid choice"),
-        (["--folds", "1,x"], "--folds takes comma-separated fold numbers"),
-        (["--folds", "1,2,1"], "names fold(s) [1] more than once"),
+        (["--folds", "1,x"], "--folds takes comma-separated integers"),
+        (["--folds", "1,2,1"], "--folds 1,2,1 names [1] more than once"),
         (["--tau_sweep", "prosodic=0,1"], "--tau_sweep takes prosodic=V1,V2"),
         (["--tau_sweep", "acoustic=1,2"], "--tau_sweep takes prosodic=V1,V2"),
-        (["--ablation_table", "--seeds", "0,0"], "names a seed more than once"),
+        (["--ablation_table", "--seeds", "0,0"], "--seeds 0,0 names [0] more than once"),
         (["--ablation_table", "--seeds", "a"], "--seeds takes comma-separated integers"),
         (["--gather", "--ablation_table"], "--gather and --ablation_table are different jobs"),
         (["--ablation_table", "--push_to_hub", "--hub_model_id", "x"], "not with --tau_sweep or --ablation_table"),
@@ -117,7 +117,7 @@ def test_global_batch_sets_accumulation_for_this_world_size():
 
 
 def test_repeated_folds_are_an_error():
-    with pytest.raises(ValueError, match=r"names fold\(s\) \[1\] more than once"):
+    with pytest.raises(ValueError, match=r"--folds 1,2,1 names \[1\] more than once"):
         DataArguments(folds="1,2,1")
     assert parse("--folds", "3,1").data.fold_numbers() == [3, 1]
 

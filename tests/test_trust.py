@@ -135,7 +135,7 @@ def test_damaged_results_and_teacher_caches_are_redone_with_a_warning(run, tmp_p
 def test_repeated_folds_are_refused(run):
     root, _ = run
     result = train(root / "cache", root / "out", "--folds", "1,1")
-    assert result.returncode != 0 and "names fold(s) [1] more than once" in result.stderr
+    assert result.returncode != 0 and "names [1] more than once" in result.stderr
 
 
 def test_fold_parallel_jobs_are_gathered_and_other_settings_refused(run, tmp_path):

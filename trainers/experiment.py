@@ -27,6 +27,18 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESETS = sorted(path.stem for path in PRESET_DIR.glob("*.args"))
 
 
+def comma_separated_integers(value: str, flag: str, example: str) -> list[int]:
+    """A flag's comma-separated integers, each once (a repeated fold or seed would be counted twice)."""
+    try:
+        numbers = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated integers such as {example}; got {value!r}.") from None
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{flag} {value} names {repeated} more than once.")
+    return numbers
+
+
 @dataclass
 class StudentArguments:
     """The audio-only student f_S: a pretrained HuBERT checkpoint plus EmoDistill's heads."""
@@ -97,14 +109,7 @@ class DataArguments:
         """`--folds` as numbers; a repeated fold is an error (it would be counted twice)."""
         if self.folds is None:
             return None
-        try:
-            numbers = [int(f) for f in self.folds.split(",")]
-        except ValueError:
-            raise ValueError(f"--folds takes comma-separated fold numbers such as 1,2; got {self.folds!r}.") from None
-        repeated = sorted({f for f in numbers if numbers.count(f) > 1})
-        if repeated:
-            raise ValueError(f"--folds {self.folds} names fold(s) {repeated} more than once.")
-        return numbers
+        return comma_separated_integers(self.folds, "--folds", example="1,2")
 
 
 @dataclass
@@ -171,13 +176,7 @@ class RunArguments:
 
     def seed_values(self) -> list[int]:
         """`--seeds` as numbers, each once."""
-        try:
-            seeds = [int(s) for s in self.seeds.split(",")]
-        except ValueError:
-            raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2; got {self.seeds!r}.") from None
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"--seeds {self.seeds} names a seed more than once.")
-        return seeds
+        return comma_separated_integers(self.seeds, "--seeds", example="0,1,2")
 
 
 # Inherited `TrainingArguments` that the job cannot honour: refused rather than silently ignored.
