@@ -92,3 +92,29 @@ def test_main_job(tmp_path):
         "linguistic",
         "prosodic",
     }
+
+
+def test_seeds(tmp_path):
+    output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
+    command = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--output", str(output), "--runs_dir", str(runs_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["benchmark"] == "seeds" and report["quick"] is True and report["seeds"] == [0, 1]
+    for seed in (0, 1):
+        for row, folder in (("emodistill", "none"), ("ce_only", "no_teachers")):
+            run = report["runs"][f"{row}/seed_{seed}"]
+            assert run["folds"] == 2 and f"--seed {seed}" in run["command"]
+            stored = json.loads((runs_dir / f"seed_{seed}" / folder / "results.json").read_text())
+            assert run["mean"] == stored["mean"] and stored["config"]["seed"] == seed
+            assert ("--ablation no_teachers" in run["command"]) == (row == "ce_only")
+    over = report["over_seeds"]
+    per_seed_difference = [p["emodistill_ua"] - p["ce_only_ua"] for p in report["per_seed"]]
+    assert over["ua_difference"]["mean"] == pytest.approx(sum(per_seed_difference) / 2)
+    assert over["emodistill_ua"]["mean"] == pytest.approx(sum(p["emodistill_ua"] for p in report["per_seed"]) / 2)
+    assert over["comparison_on_fold_ua_averaged_over_seeds"]["folds"] == 2
+    assert output.with_suffix(".md").read_text().count("\n| ") >= 3
+    # The folder is laid out like --ablation_table's, owned by train.py: a second invocation retrains nothing.
+    assert (runs_dir / ".emodistill-run").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and json.loads(output.read_text())["per_seed"] == report["per_seed"]
