@@ -9,7 +9,7 @@ with the same backbone configuration and weights, the same batch, and the same o
   (`DEFAULT_LINGUISTIC_BACKBONE`) over the transcripts, and `ProsodicResNetTeacher` over eGeMAPS descriptors (the
   descriptors themselves are a dataset column computed once, see `bench/features.py`).
 
-    python bench/kd_overhead.py            # the default student's size (3.8 M) and a hubert-base-sized backbone
+    python bench/kd_overhead.py            # the default student's size (3.6 M) and a hubert-base-sized backbone
     python bench/kd_overhead.py --quick    # seconds
 """
 
