@@ -96,7 +96,15 @@ def test_main_job(tmp_path):
 
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
-    command = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--output", str(output), "--runs_dir", str(runs_dir)]
+    command = [
+        sys.executable,
+        str(BENCH / "seeds.py"),
+        "--quick",
+        "--output",
+        str(output),
+        "--runs_dir",
+        str(runs_dir),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
