@@ -126,3 +126,5 @@ def test_seeds(tmp_path):
     assert (runs_dir / ".emodistill-run").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads(output.read_text())["per_seed"] == report["per_seed"]
+    for log in runs_dir.glob("seed_*.log"):  # each run's log, as the second invocation wrote it
+        assert log.read_text().count("already finished with these settings: kept") == 2, log.name
