@@ -23,20 +23,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from main_job import QUICK, measure
 
-from emodistill.trainers.reporting import paired_comparison
+from emodistill.trainers.reporting import mean_carrier_accuracy, mean_std, paired_comparison
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = {"emodistill": [], "ce_only": ["--ablation", "no_teachers"]}
 FOLDERS = {"emodistill": "none", "ce_only": "no_teachers"}  # the --ablation_table layout
-
-
-def mean_std(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
 def main() -> None:
@@ -95,12 +90,8 @@ def main() -> None:
             **{f"{row}_ua": results[(seed, row)]["mean"]["ua"] for row in ROWS},
             "comparison": paired_comparison(ours, theirs),
         })  # fmt: skip
-    carriers = {}  # empty on a corpus without carriers (the real IEMOCAP)
-    for row in ROWS:
-        for carrier in results[(seeds[0], row)]["per_carrier"]:
-            values = [results[(s, row)]["per_carrier"][carrier]["accuracy"] for s in seeds]
-            # A fold set without an utterance of a carrier has no accuracy for it.
-            carriers.setdefault(row, {})[carrier] = None if None in values else float(np.mean(values))
+    # None per row on a corpus without carriers (the real IEMOCAP).
+    carriers = {row: mean_carrier_accuracy([results[(s, row)] for s in seeds]) for row in ROWS}
     report = {
         "benchmark": "seeds",
         "command": " ".join(["python", "bench/seeds.py", *sys.argv[1:]]),
@@ -151,7 +142,7 @@ def markdown(report: dict) -> str:
         f"{comparison['wins']}/{comparison['folds']} (fold UA averaged over seeds) | {p} | |"
     )
     carriers = report["per_carrier_accuracy_averaged_over_seeds"]
-    if carriers:
+    if carriers["emodistill"]:
         names = list(carriers["emodistill"])
         lines += ["", "Accuracy per emotion carrier, averaged over seeds (%):", "", f"| Row | {' | '.join(names)} |"]
         lines.append("|---|" + "---|" * len(names))

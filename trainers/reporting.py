@@ -115,7 +115,7 @@ def _pooled_carriers(folds: list[dict]) -> dict | None:
     return pooled
 
 
-def _mean_std(values: list[float]) -> dict:
+def mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
@@ -125,7 +125,7 @@ def build_results(folds: list[dict], config: dict, provenance: dict) -> dict:
     for name in TEACHERS:
         scores = [f["teachers"][name] for f in folds if name in f.get("teachers", {})]
         if scores:
-            teachers[name] = {m: _mean_std([s[m] for s in scores]) for m in ("wa", "ua")}
+            teachers[name] = {m: mean_std([s[m] for s in scores]) for m in ("wa", "ua")}
     return {
         "folds": folds,
         "fold_numbers": [f["fold"] for f in folds],
@@ -317,6 +317,18 @@ def paired_comparison(row: dict[int, list[float]], baseline: dict[int, list[floa
             "wilcoxon_p": p_value}  # fmt: skip
 
 
+def mean_carrier_accuracy(runs: list[dict]) -> dict | None:
+    """Accuracy per emotion carrier averaged over runs (`results.json` of each seed); None on a corpus without
+    carriers."""
+    if not all(r["per_carrier"] for r in runs):
+        return None
+    carriers = {}
+    for carrier in CARRIERS:  # a fold set without an utterance of a carrier has no accuracy for it
+        values = [r["per_carrier"][carrier]["accuracy"] for r in runs]
+        carriers[carrier] = None if None in values else float(np.mean(values))
+    return carriers
+
+
 def ablation_summary(table: dict) -> dict:
     """Per ablation row: mean ± std over seeds of the fold means, per-fold UA, comparison with CE-only, carriers."""
     seeds, runs = table["seeds"], table["runs"]
@@ -327,15 +339,10 @@ def ablation_summary(table: dict) -> dict:
         for results in per_seed:
             for fold, ua in _fold_ua(results).items():
                 fold_ua.setdefault(fold, []).append(ua)
-        carriers = None
-        if all(r["per_carrier"] for r in per_seed):
-            carriers = {}
-            for carrier in CARRIERS:  # a fold set without an utterance of a carrier has no accuracy for it
-                values = [r["per_carrier"][carrier]["accuracy"] for r in per_seed]
-                carriers[carrier] = None if None in values else float(np.mean(values))
+        carriers = mean_carrier_accuracy(per_seed)
         rows[ablation] = {
             "paper_row": ABLATIONS[ablation].paper_row,
-            **{m: _mean_std([r["mean"][m] for r in per_seed]) for m in ("wa", "ua")},
+            **{m: mean_std([r["mean"][m] for r in per_seed]) for m in ("wa", "ua")},
             "fold_ua": fold_ua,
             "per_carrier": carriers,
         }
@@ -346,7 +353,7 @@ def ablation_summary(table: dict) -> dict:
     for name in TEACHERS:
         scores = [r["teachers"][name] for r in (runs[f"none/seed_{s}"] for s in seeds) if name in r["teachers"]]
         if scores:
-            teachers[name] = {m: _mean_std([s[m]["mean"] for s in scores]) for m in ("wa", "ua")}
+            teachers[name] = {m: mean_std([s[m]["mean"] for s in scores]) for m in ("wa", "ua")}
     return {"seeds": seeds, "rows": rows, "teachers": teachers}
 
 
