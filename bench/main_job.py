@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import torch
 
-from emodistill.trainers.reporting import paired_comparison
+from emodistill.trainers.reporting import fold_ua, paired_comparison
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1,2", "--num_train_epochs", "1",
@@ -102,9 +102,6 @@ def main() -> None:
                 f"WA {results[name]['mean']['wa']:.2f} UA {results[name]['mean']['ua']:.2f}"
             )
 
-    def fold_ua(name):
-        return {f["fold"]: [f["ua"]] for f in results[name]["folds"]}
-
     first, second = (comparable({k: v for k, v in results[n].items()}) for n in ("cold", "warm"))
     for run in (first, second):
         run["config"].pop("command")
@@ -123,7 +120,7 @@ def main() -> None:
         "quick": args.quick,
         "runs": runs,
         "reproduced": first == second,
-        "emodistill_vs_ce_only": paired_comparison(fold_ua("cold"), fold_ua("no_teachers")),
+        "emodistill_vs_ce_only": paired_comparison(fold_ua([results["cold"]]), fold_ua([results["no_teachers"]])),
         "teachers_alone": results["cold"]["teachers"],
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from main_job import QUICK, measure
 
-from emodistill.trainers.reporting import mean_carrier_accuracy, mean_std, paired_comparison
+from emodistill.trainers.reporting import fold_ua, mean_carrier_accuracy, mean_std, paired_comparison
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,24 +67,17 @@ def main() -> None:
                     "command": " ".join(["python", "train.py", *arguments]),
                     # Folds finished by an earlier invocation are read, not retrained: then this is not training time.
                     "wall_s_of_this_invocation": timing["wall_s"],
-                    "torch_threads": result["provenance"]["torch_threads"],
+                    # The folds' own counts: a resumed run's provenance has only the summarising invocation's.
+                    "torch_threads": sorted({f.get("torch_threads") for f in result["folds"]}, key=str),
                     "folds": len(result["folds"]),
                     "mean": result["mean"],
                     "per_carrier": result["per_carrier"],
                 }
                 print(f"seed {seed} {row}: UA {result['mean']['ua']:.2f} ({timing['wall_s']} s)")
 
-    def fold_ua(row: str) -> dict[int, list[float]]:
-        """Fold -> UA of each seed."""
-        table = {}
-        for seed in seeds:
-            for fold in results[(seed, row)]["folds"]:
-                table.setdefault(fold["fold"], []).append(fold["ua"])
-        return table
-
     per_seed = []
     for seed in seeds:
-        ours, theirs = ({f["fold"]: [f["ua"]] for f in results[(seed, row)]["folds"]} for row in ROWS)
+        ours, theirs = (fold_ua([results[(seed, row)]]) for row in ROWS)
         per_seed.append({
             "seed": seed,
             **{f"{row}_ua": results[(seed, row)]["mean"]["ua"] for row in ROWS},
@@ -104,7 +97,9 @@ def main() -> None:
         "over_seeds": {
             **{f"{row}_ua": mean_std([results[(s, row)]["mean"]["ua"] for s in seeds]) for row in ROWS},
             "ua_difference": mean_std([p["emodistill_ua"] - p["ce_only_ua"] for p in per_seed]),
-            "comparison_on_fold_ua_averaged_over_seeds": paired_comparison(fold_ua("emodistill"), fold_ua("ce_only")),
+            "comparison_on_fold_ua_averaged_over_seeds": paired_comparison(
+                *(fold_ua([results[(s, row)] for s in seeds]) for row in ROWS)
+            ),
         },
         "per_carrier_accuracy_averaged_over_seeds": carriers,
     }
@@ -128,7 +123,7 @@ def markdown(report: dict) -> str:
     for point in report["per_seed"]:
         comparison, seed = point["comparison"], point["seed"]
         p = "–" if comparison["wilcoxon_p"] is None else f"{comparison['wilcoxon_p']:.4f}"
-        threads = ", ".join(str(report["runs"][f"{row}/seed_{seed}"]["torch_threads"]) for row in ROWS)
+        threads = ", ".join("/".join(map(str, report["runs"][f"{row}/seed_{seed}"]["torch_threads"])) for row in ROWS)
         lines.append(
             f"| {seed} | {point['emodistill_ua']:.2f} | {point['ce_only_ua']:.2f} | "
             f"{comparison['mean_difference']:+.2f} | {comparison['wins']}/{comparison['folds']} | {p} | {threads} |"

@@ -208,6 +208,8 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         "per_carrier": carrier_accuracy(ids, labels, probabilities.argmax(-1), corpus.carriers),
         "validation_ua": trainer.state.best_metric,
         "evaluation_batch_size": eval_batch,
+        # Per fold: `results.json`'s provenance has the thread count of the run that summarised, maybe a resume.
+        "torch_threads": torch.get_num_threads(),
         "teachers": {name: _teacher_record(result.meta) for name, result in teacher_results.items()},
     }
 

@@ -239,7 +239,11 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
     tau_linguistic: float = field(
         default=4.0, metadata={"help": "Temperature of the (strong) linguistic teacher: soft, Eq. (2)."}
     )
-    tau_prosodic: float = field(default=1.0, metadata={"help": "Temperature of the (weak) prosodic teacher: hard."})
+    tau_prosodic: float = field(
+        # 0.5: the pick of `--tau_sweep prosodic=0.5,1,2` on validation (README, "Temperatures on validation").
+        default=0.5,
+        metadata={"help": "Temperature of the (weak) prosodic teacher: hard."},
+    )
     eval_strategy: IntervalStrategy | str = field(
         default="epoch", metadata={"help": "When the validation speaker is scored."}
     )

@@ -299,8 +299,13 @@ def write_tau_sweep(sweep: dict, directory: Path) -> None:
     plt.close(fig)
 
 
-def _fold_ua(results: dict) -> dict[int, float]:
-    return {f["fold"]: f["ua"] for f in results["folds"]}
+def fold_ua(runs: list[dict]) -> dict[int, list[float]]:
+    """Fold -> its test UA in each run (the `results.json` of each seed, in order): what `paired_comparison` takes."""
+    table = {}
+    for results in runs:
+        for fold in results["folds"]:
+            table.setdefault(fold["fold"], []).append(fold["ua"])
+    return table
 
 
 def paired_comparison(row: dict[int, list[float]], baseline: dict[int, list[float]]) -> dict:
@@ -335,15 +340,11 @@ def ablation_summary(table: dict) -> dict:
     rows = {}
     for ablation in ABLATIONS:
         per_seed = [runs[f"{ablation}/seed_{s}"] for s in seeds]
-        fold_ua = {}
-        for results in per_seed:
-            for fold, ua in _fold_ua(results).items():
-                fold_ua.setdefault(fold, []).append(ua)
         carriers = mean_carrier_accuracy(per_seed)
         rows[ablation] = {
             "paper_row": ABLATIONS[ablation].paper_row,
             **{m: mean_std([r["mean"][m] for r in per_seed]) for m in ("wa", "ua")},
-            "fold_ua": fold_ua,
+            "fold_ua": fold_ua(per_seed),
             "per_carrier": carriers,
         }
     for ablation, row in rows.items():

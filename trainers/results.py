@@ -8,6 +8,7 @@ fold only when they all match, and otherwise stops naming the settings that diff
 
 import csv
 import datetime
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -46,8 +47,10 @@ class ConfigurationMismatchError(RuntimeError):
     """Finished work in an output folder was produced with other settings than this run's."""
 
 
+@functools.cache
 def source_digest() -> str:
-    """SHA-256 of the package's Python sources: any code change makes earlier folds another experiment."""
+    """SHA-256 of the package's Python sources: any code change makes earlier folds another experiment. Read once per
+    process, so that a file edited while a job runs does not relabel the folds the job still trains with the old code."""
     digest = hashlib.sha256()
     for folder in SOURCE_FOLDERS:
         for path in sorted((PACKAGE_ROOT / folder).rglob("*.py")):
