@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from transformers import pipeline
 
@@ -52,6 +53,7 @@ def test_results_schema_and_artefacts(finished_run):
         for key in ("wa", "ua", "macro_f1"):
             assert 0 <= fold[key] <= 100
         assert set(fold["per_class_recall"]) == {"neutral", "angry", "sad", "happy"}
+        assert fold["torch_threads"] == torch.get_num_threads()  # the training invocation's, per fold
         for teacher in ("linguistic", "prosodic"):
             trained_on = fold["teachers"][teacher]["trained_on_speakers"]
             assert speaker not in trained_on and partner not in trained_on and len(trained_on) == 8
