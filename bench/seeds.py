@@ -163,7 +163,7 @@ def markdown(report: dict) -> str:
                 f"| {name} | {seed} | {point['ua'][row]:.2f} | {compared}{point['validation_ua'][row]:.2f} | "
                 f"{'/'.join(map(str, threads))} |"
             )
-        compared = "| (baseline) | | "
+        compared = "(baseline) | | | "
         if row in over["vs_ce_only_on_fold_ua_averaged_over_seeds"]:
             c, d = over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row], over["ua_difference_vs_ce_only"][row]
             compared = f"{d['mean']:+.2f} ± {d['std']:.2f} | {c['wins']}/{c['folds']} (fold UA averaged) | {_p(c)} | "
