@@ -25,21 +25,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from main_job import QUICK, measure
 
 from emodistill.trainers.arguments import ABLATIONS
-from emodistill.trainers.reporting import fold_ua, mean_carrier_accuracy, mean_std, paired_comparison
+from emodistill.trainers.reporting import (
+    fold_ua,
+    format_p,
+    mean_carrier_accuracy,
+    mean_std,
+    mean_validation_ua,
+    paired_comparison,
+)
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CE_ONLY = "no_teachers"
-
-
-def mean_validation_ua(results: dict) -> float:
-    """The mean over folds of the student's validation UA (its best epoch's, on the fold's validation speaker)."""
-    return float(np.mean([f["validation_ua"] for f in results["folds"]]))
 
 
 def main() -> None:
@@ -136,10 +137,6 @@ def main() -> None:
     print(f"wrote {args.output}")
 
 
-def _p(comparison: dict) -> str:
-    return "–" if comparison["wilcoxon_p"] is None else f"{comparison['wilcoxon_p']:.4f}"
-
-
 def markdown(report: dict) -> str:
     """The report as the README quotes it."""
     over, names = report["over_seeds"], report["rows"]
@@ -158,7 +155,7 @@ def markdown(report: dict) -> str:
             compared = "| | | "
             if row in point["vs_ce_only"]:
                 c = point["vs_ce_only"][row]
-                compared = f"{c['mean_difference']:+.2f} | {c['wins']}/{c['folds']} | {_p(c)} | "
+                compared = f"{c['mean_difference']:+.2f} | {c['wins']}/{c['folds']} | {format_p(c)} | "
             lines.append(
                 f"| {name} | {seed} | {point['ua'][row]:.2f} | {compared}{point['validation_ua'][row]:.2f} | "
                 f"{'/'.join(map(str, threads))} |"
@@ -166,7 +163,9 @@ def markdown(report: dict) -> str:
         compared = "(baseline) | | | "
         if row in over["vs_ce_only_on_fold_ua_averaged_over_seeds"]:
             c, d = over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row], over["ua_difference_vs_ce_only"][row]
-            compared = f"{d['mean']:+.2f} ± {d['std']:.2f} | {c['wins']}/{c['folds']} (fold UA averaged) | {_p(c)} | "
+            compared = (
+                f"{d['mean']:+.2f} ± {d['std']:.2f} | {c['wins']}/{c['folds']} (fold UA averaged) | {format_p(c)} | "
+            )
         ua, validation = over["ua"][row], over["validation_ua"][row]
         lines.append(
             f"| **{name}** | mean ± std | **{ua['mean']:.2f} ± {ua['std']:.2f}** | {compared}"

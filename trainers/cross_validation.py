@@ -30,6 +30,7 @@ from .metrics import first_output, make_compute_metrics, ser_scores
 from .reporting import (
     build_results,
     carrier_accuracy,
+    mean_validation_ua,
     model_card,
     run_config,
     write_ablation_table,
@@ -319,9 +320,8 @@ def tau_sweep(experiment: Experiment, corpus: Corpus) -> dict:
     for tau in taus:
         variant = experiment.with_training(**{f"tau_{teacher}": tau, "ablation": f"no_{removed}_teacher"})
         results = cross_validate(variant, corpus, sweep_dir / f"tau_{teacher}_{tau:g}")
-        validation = [f["validation_ua"] for f in results["folds"] if f["validation_ua"] is not None]
         points.append(
-            {"tau": tau, **results["mean"], "std": results["std"], "validation_ua": float(np.mean(validation))}
+            {"tau": tau, **results["mean"], "std": results["std"], "validation_ua": mean_validation_ua(results)}
         )
     chosen = max(points, key=lambda p: p["validation_ua"])["tau"]
     sweep = {"teacher": teacher, "removed": removed, "chosen_by_validation": chosen, "points": points}

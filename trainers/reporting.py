@@ -308,6 +308,17 @@ def fold_ua(runs: list[dict]) -> dict[int, list[float]]:
     return table
 
 
+def mean_validation_ua(results: dict) -> float:
+    """The mean over folds of the student's validation UA (its best epoch's, on the fold's validation speaker): what a
+    choice between configurations may look at."""
+    return float(np.mean([f["validation_ua"] for f in results["folds"] if f["validation_ua"] is not None]))
+
+
+def format_p(comparison: dict) -> str:
+    """The Wilcoxon p of a `paired_comparison`, or "–" where there is none (one fold, or no difference)."""
+    return "–" if comparison["wilcoxon_p"] is None else f"{comparison['wilcoxon_p']:.4f}"
+
+
 def paired_comparison(row: dict[int, list[float]], baseline: dict[int, list[float]]) -> dict:
     """Per-fold wins of `row` over `baseline` (UA averaged over seeds per fold) and the two-sided Wilcoxon
     signed-rank p-value over the folds."""
@@ -381,8 +392,7 @@ def write_ablation_table(table: dict, directory: Path) -> None:
             f"| {row['paper_row']} | {pm(row['wa']['mean'], row['wa']['std'], n)} | "
             f"{pm(row['ua']['mean'], row['ua']['std'], n)} | "
             + (
-                f"{versus['mean_difference']:+.2f} | {versus['wins']}/{versus['folds']} | "
-                + ("–" if versus["wilcoxon_p"] is None else f"{versus['wilcoxon_p']:.4f}")
+                f"{versus['mean_difference']:+.2f} | {versus['wins']}/{versus['folds']} | " + format_p(versus)
                 if versus
                 else "(baseline) | | "
             )
