@@ -1,10 +1,15 @@
-"""Ablation rows against CE-only over several seeds: is a gain measured by `bench/main_job.py` more than one seed's luck?
+"""Rows against CE-only over several seeds: is a gain measured by `bench/main_job.py` more than one seed's luck, and
+which loss weight or temperature does validation prefer?
 
-For each seed S and each row R of `--rows` (default: `none`, the full method), `train.py --seed S --ablation R`, and
-`train.py --seed S --ablation no_teachers` (CE-only, same pretrained student), in `<runs_dir>/seed_S/R`: the layout of
-`train.py --ablation_table --output_dir <runs_dir>`, which keeps these rows (their fingerprints match) and trains only
-the others. A seed changes the teachers (trained per seed), the student's heads and the batch order; folds and
-corpus stay. Finished folds in `--runs_dir` are kept by train.py, not retrained, so an interrupted benchmark resumes.
+A row of `--rows` (default: `none`, the full method) is an ablation, `train.py --seed S --ablation R`, or the full
+method with one loss weight or temperature set, e.g. `alpha=0.25`: `train.py --seed S --alpha 0.25`. For each seed S
+each row runs, and `train.py --seed S --ablation no_teachers` (CE-only, same pretrained student), in
+`<runs_dir>/seed_S/<row>` (`alpha_0.25` for `alpha=0.25`): for ablations the layout of `train.py --ablation_table
+--output_dir <runs_dir>`, which keeps these rows (their fingerprints match) and trains only the others. A seed changes
+the teachers (trained per seed), the student's heads and the batch order; folds and corpus stay. Finished folds in
+`--runs_dir` are kept by train.py, not retrained, so an interrupted benchmark resumes. `--gather` trains nothing: it
+summarises the runs already in `--runs_dir` (`train.py --gather`), which may come from other invocations or other code
+versions; each run's code digests are recorded.
 
 Reported per row: per seed, mean test UA and mean validation UA (what a choice between rows may look at) and the
 fold-by-fold comparison with CE-only; over seeds, mean ± std (population std over seeds) and the comparison on fold
@@ -13,16 +18,19 @@ each run's thread count as its folds record it.
 
     python bench/seeds.py --seeds 0 1 2 --runs_dir outputs/seeds            # about 25 min per run on 2 CPU cores
     python bench/seeds.py --seeds 0 1 2 --rows none no_logit_kd             # two rows against CE-only
+    python bench/seeds.py --rows none alpha=0.25 alpha=0.5 no_logit_kd      # the logit-KD weight, 1 to 0
     python bench/seeds.py --quick                                           # a tiny corpus, 2 folds: checks the script
 """
 
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +49,38 @@ from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CE_ONLY = "no_teachers"
+# What a row may set besides an ablation: the loss weights of Eq. (5) and the teachers' temperatures.
+SETTINGS = ("alpha", "beta", "gamma", "tau_linguistic", "tau_prosodic")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One `--rows` entry: its folder under `seed_S/`, its train.py arguments and its name in the tables."""
+
+    folder: str
+    arguments: tuple[str, ...]
+    name: str
+
+
+def parse_row(text: str) -> Row:
+    """`none`, an ablation name, or SETTING=VALUE (the full method with that setting), as a `Row`."""
+    if text in ABLATIONS and text != CE_ONLY:
+        return Row(text, ("--ablation", text) if text != "none" else (), ABLATIONS[text].paper_row)
+    setting, _, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if setting not in SETTINGS or number is None or not 0 <= number < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"a row is an ablation ({', '.join(a for a in ABLATIONS if a != CE_ONLY)}; CE-only always runs) or "
+            f"SETTING=VALUE with SETTING one of {', '.join(SETTINGS)} and VALUE >= 0; got {text!r}"
+        )
+    name = f"{ABLATIONS['none'].paper_row}, {setting} = {number:g}"
+    return Row(f"{setting}_{number:g}", (f"--{setting}", f"{number:g}"), name)
+
+
+CE_ONLY_ROW = Row(CE_ONLY, ("--ablation", CE_ONLY), ABLATIONS[CE_ONLY].paper_row)
 
 
 def main() -> None:
@@ -50,19 +90,27 @@ def main() -> None:
     parser.add_argument(
         "--rows",
         nargs="+",
-        default=["none"],
-        choices=[a for a in ABLATIONS if a != CE_ONLY],
-        help="ablation rows compared with CE-only (default: none, the full method)",
+        type=parse_row,
+        default=[parse_row("none")],
+        help="rows compared with CE-only: ablations (default: none, the full method) or SETTING=VALUE, e.g. alpha=0.5",
+    )
+    parser.add_argument(
+        "--gather",
+        action="store_true",
+        help="train nothing: summarise the finished runs in --runs_dir (each with train.py --gather)",
     )
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: inherited)")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "seeds.json"))
     parser.add_argument("--runs_dir", help="the runs' folder, reused across invocations (default: a temporary one)")
     args, train_args = parser.parse_known_args()
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
-    for name, values in (("--seeds", seeds), ("--rows", args.rows)):
+    for name, values in (("--seeds", seeds), ("--rows", [row.folder for row in args.rows])):
         if len(set(values)) != len(values):
             parser.error(f"{name} {' '.join(map(str, values))} names a value more than once.")
-    rows = [*args.rows, CE_ONLY]
+    if args.gather and not args.runs_dir:
+        parser.error("--gather summarises the runs of --runs_dir: name it.")
+    compared = [row.folder for row in args.rows]
+    rows = [*compared, CE_ONLY]
     train_args = (QUICK if args.quick else []) + train_args
     env = dict(os.environ)
     if args.threads is not None:
@@ -73,25 +121,32 @@ def main() -> None:
         runs_dir = Path(args.runs_dir or scratch)
         claim_output_dir(runs_dir, overwrite=False, is_main_process=True)  # train.py's own folder: never another's
         for seed in seeds:
-            for row in rows:
-                output_dir = runs_dir / f"seed_{seed}" / row
-                arguments = [*train_args, "--seed", str(seed), *(["--ablation", row] if row != "none" else [])]
-                command = [sys.executable, str(REPO / "train.py"), "--output_dir", str(output_dir), *arguments]
-                timing = measure(command, env, runs_dir / f"seed_{seed}_{row}.log")
+            for row in [*args.rows, CE_ONLY_ROW]:
+                output_dir = runs_dir / f"seed_{seed}" / row.folder
+                arguments = [*train_args, "--seed", str(seed), *row.arguments]
+                job = ["--gather"] if args.gather else arguments
+                command = [sys.executable, str(REPO / "train.py"), "--output_dir", str(output_dir), *job]
+                # Its own log under --gather: the training log stays.
+                log = runs_dir / f"seed_{seed}_{row.folder}{'.gather' if args.gather else ''}.log"
+                timing = measure(command, env, log)
                 result = json.loads((output_dir / "results.json").read_text())
-                results[(seed, row)] = result
-                runs[f"{row}/seed_{seed}"] = {
+                results[(seed, row.folder)] = result
+                runs[f"{row.folder}/seed_{seed}"] = {
                     "command": " ".join(["python", "train.py", *arguments]),
                     # Folds finished by an earlier invocation are read, not retrained: then this is not training time.
                     "wall_s_of_this_invocation": timing["wall_s"],
                     # The folds' own counts: a resumed run's provenance has only the summarising invocation's.
                     "torch_threads": sorted({f.get("torch_threads") for f in result["folds"]}, key=str),
+                    # The code each fold trained with (`--gather` may combine runs of several code versions).
+                    "source_digests": sorted(
+                        {f["fingerprint"]["components"]["code"]["source"] for f in result["folds"]}
+                    ),
                     "folds": len(result["folds"]),
                     "mean": result["mean"],
                     "validation_ua": mean_validation_ua(result),
                     "per_carrier": result["per_carrier"],
                 }
-                print(f"seed {seed} {row}: UA {result['mean']['ua']:.2f} ({timing['wall_s']} s)")
+                print(f"seed {seed} {row.folder}: UA {result['mean']['ua']:.2f} ({timing['wall_s']} s)")
 
     per_seed = [
         {
@@ -100,7 +155,7 @@ def main() -> None:
             "validation_ua": {row: runs[f"{row}/seed_{seed}"]["validation_ua"] for row in rows},
             "vs_ce_only": {
                 row: paired_comparison(fold_ua([results[(seed, row)]]), fold_ua([results[(seed, CE_ONLY)]]))
-                for row in args.rows
+                for row in compared
             },
         }
         for seed in seeds
@@ -112,18 +167,19 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
         "quick": args.quick,
         "seeds": seeds,
-        "rows": {row: ABLATIONS[row].paper_row for row in rows},
+        "gathered": args.gather,
+        "rows": {row.folder: row.name for row in [*args.rows, CE_ONLY_ROW]},
         "runs": runs,
         "per_seed": per_seed,
         "over_seeds": {
             "ua": {row: mean_std([p["ua"][row] for p in per_seed]) for row in rows},
             "validation_ua": {row: mean_std([p["validation_ua"][row] for p in per_seed]) for row in rows},
             "ua_difference_vs_ce_only": {
-                row: mean_std([p["ua"][row] - p["ua"][CE_ONLY] for p in per_seed]) for row in args.rows
+                row: mean_std([p["ua"][row] - p["ua"][CE_ONLY] for p in per_seed]) for row in compared
             },
             "vs_ce_only_on_fold_ua_averaged_over_seeds": {
                 row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (row, CE_ONLY)))
-                for row in args.rows
+                for row in compared
             },
         },
         # None per row on a corpus without carriers (the real IEMOCAP).
@@ -144,7 +200,12 @@ def markdown(report: dict) -> str:
         f"# Against CE-only over seeds {', '.join(map(str, report['seeds']))}",
         "",
         f"`{report['command']}`; UA in %, the mean over folds (test, and validation: the best epoch's UA on each "
-        "fold's validation speaker); wins and p (two-sided Wilcoxon signed-rank) over folds.",
+        "fold's validation speaker); wins and p (two-sided Wilcoxon signed-rank) over folds."
+        + (
+            " Runs gathered, not trained: each run's training command and code digests are in the JSON."
+            if report.get("gathered")
+            else ""
+        ),
         "",
         "| Row | Seed | test UA | − CE-only | wins | p | validation UA | threads |",
         "|---|---|---|---|---|---|---|---|",

@@ -96,24 +96,39 @@ def test_main_job(tmp_path):
 
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
-    command = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--threads", "1", "--rows", "none", "no_logit_kd"]
+    command = [
+        sys.executable,
+        str(BENCH / "seeds.py"),
+        "--quick",
+        "--threads",
+        "1",
+        "--rows",
+        "alpha=0.5",
+        "no_logit_kd",
+    ]
     command += ["--output", str(output), "--runs_dir", str(runs_dir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "seeds" and report["quick"] is True and report["seeds"] == [0, 1]
-    assert list(report["rows"]) == ["none", "no_logit_kd", "no_teachers"]
+    assert list(report["rows"]) == ["alpha_0.5", "no_logit_kd", "no_teachers"]
+    assert report["rows"]["alpha_0.5"] == "Ours (EmoDistill), alpha = 0.5"
     for seed in (0, 1):
         for row in report["rows"]:
             run = report["runs"][f"{row}/seed_{seed}"]
             assert run["folds"] == 2 and f"--seed {seed}" in run["command"]
             stored = json.loads((runs_dir / f"seed_{seed}" / row / "results.json").read_text())
             assert run["mean"] == stored["mean"] and stored["config"]["seed"] == seed
-            assert stored["config"]["ablation"] == row and (f"--ablation {row}" in run["command"]) == (row != "none")
+            if row == "alpha_0.5":  # the full method with one setting changed
+                assert stored["config"]["ablation"] == "none" and stored["config"]["alpha"] == 0.5
+                assert run["command"].endswith("--alpha 0.5")
+            else:
+                assert stored["config"]["ablation"] == row and run["command"].endswith(f"--ablation {row}")
+            assert len(run["source_digests"]) == 1
             assert run["validation_ua"] == pytest.approx(sum(f["validation_ua"] for f in stored["folds"]) / 2)
             assert run["torch_threads"] == [1]  # the folds' own thread count, not the summarising invocation's
     over = report["over_seeds"]
-    for row in ("none", "no_logit_kd"):
+    for row in ("alpha_0.5", "no_logit_kd"):
         difference = [p["ua"][row] - p["ua"]["no_teachers"] for p in report["per_seed"]]
         assert over["ua_difference_vs_ce_only"][row]["mean"] == pytest.approx(sum(difference) / 2)
         assert over["ua"][row]["mean"] == pytest.approx(sum(p["ua"][row] for p in report["per_seed"]) / 2)
@@ -127,3 +142,17 @@ def test_seeds(tmp_path):
     assert again.returncode == 0 and json.loads(output.read_text())["per_seed"] == report["per_seed"]
     for log in runs_dir.glob("seed_*.log"):  # each run's log, as the second invocation wrote it
         assert log.read_text().count("already finished with these settings: kept") == 2, log.name
+    # --gather summarises the same runs without training, each training log kept beside its own.
+    gathered = tmp_path / "gathered.json"
+    gather = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--rows", "alpha=0.5", "no_logit_kd", "--gather"]
+    gather += ["--output", str(gathered), "--runs_dir", str(runs_dir)]
+    result = subprocess.run(gather, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(gathered.read_text())
+    assert summary["gathered"] is True and summary["per_seed"] == report["per_seed"]
+    assert summary["runs"]["alpha_0.5/seed_1"]["command"] == report["runs"]["alpha_0.5/seed_1"]["command"]
+    assert "Runs gathered, not trained" in gathered.with_suffix(".md").read_text()
+    assert len(list(runs_dir.glob("seed_*.gather.log"))) == 6
+    for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
+        if not log.name.endswith(".gather.log"):
+            assert log.read_text().count("already finished with these settings: kept") == 2, log.name
