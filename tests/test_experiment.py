@@ -44,6 +44,9 @@ def test_job_defaults_are_field_defaults():
     assert (training.learning_rate, training.num_train_epochs, training.seed) == (3e-4, 8.0, 0)
     assert training.load_best_model_at_end and training.metric_for_best_model == "ua"
     assert training.tau_linguistic > 1 >= training.tau_prosodic  # soft for the strong teacher, hard for the weak one
+    # A weight picked on validation, not the ablation (alpha = 0): every term of Eq. (5) stays live.
+    assert 0 < training.alpha < 1 == training.beta == training.gamma
+    assert training.live_terms == ["ce", "logits_kd", "embedding_kd"]
 
 
 def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
@@ -52,6 +55,8 @@ def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
     assert experiment.teachers.linguistic_teacher_name_or_path == "bert-base-uncased"
     assert experiment.teachers.prosodic_teacher_channels == [16, 32, 64, 128]
     assert experiment.training.global_train_batch_size == 128 and experiment.training.learning_rate == 1e-4
+    # Eq. (5) with unit weights: the embedded default's alpha was picked on the synthetic corpus, not for IEMOCAP.
+    assert experiment.training.alpha == experiment.training.beta == experiment.training.gamma == 1
     assert parse_paper("--learning_rate", "3e-5").training.learning_rate == 3e-5
     own = tmp_path / "mine.args"
     own.write_text("--num_train_epochs 3\n--alpha 0.5\n")

@@ -213,8 +213,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
     """
     `EmoDistillTrainingArguments` with the main job's defaults: the embedded CPU run (the pretrained synthetic-speech
     HuBERT student, whole utterances, 8 epochs at 3e-4, batches of 16, evaluation and a checkpoint every epoch,
-    the best validation UA kept), soft linguistic and hard prosodic distillation temperatures (the paper's finding,
-    values chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
+    the best validation UA kept), a logit-KD weight alpha = 0.25 and soft linguistic and hard prosodic distillation
+    temperatures (the temperatures' direction is the paper's finding; every value chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
     any number of devices.
     """
 
@@ -235,6 +235,12 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
             "help": "Utterances per optimiser step over all devices: sets gradient_accumulation_steps (and lowers "
             "the per-device batch if needed) for the world size. The paper: 128."
         },
+    )
+    alpha: float = field(
+        # 0.25: validation's pick among alpha in {1, 0.25} over seeds 0, 1, 2 (README, "Loss weights on validation");
+        # alpha = 0 is the paper's "w/o L_logits" ablation, not a weight of the full method.
+        default=0.25,
+        metadata={"help": "Weight of the logit-level KD term L_logits, Eq. (1) (the paper preset: 1)."},
     )
     tau_linguistic: float = field(
         default=4.0, metadata={"help": "Temperature of the (strong) linguistic teacher: soft, Eq. (2)."}
