@@ -18,7 +18,7 @@ each run's thread count as its folds record it.
 
     python bench/seeds.py --seeds 0 1 2 --runs_dir outputs/seeds            # about 25 min per run on 2 CPU cores
     python bench/seeds.py --seeds 0 1 2 --rows none no_logit_kd             # two rows against CE-only
-    python bench/seeds.py --rows none alpha=0.25 alpha=0.5 no_logit_kd      # the logit-KD weight, 1 to 0
+    python bench/seeds.py --rows alpha=1 alpha=0.5 none no_logit_kd         # the logit-KD weight: 1, 0.5, 0.25, 0
     python bench/seeds.py --quick                                           # a tiny corpus, 2 folds: checks the script
 """
 
@@ -142,6 +142,9 @@ def main() -> None:
                         {f["fingerprint"]["components"]["code"]["source"] for f in result["folds"]}
                     ),
                     "folds": len(result["folds"]),
+                    # Per fold, so that a later comparison (another row, a paired test) needs only this record.
+                    "fold_ua": {f["fold"]: f["ua"] for f in result["folds"]},
+                    "fold_validation_ua": {f["fold"]: f["validation_ua"] for f in result["folds"]},
                     "mean": result["mean"],
                     "validation_ua": mean_validation_ua(result),
                     "per_carrier": result["per_carrier"],

@@ -126,6 +126,8 @@ def test_seeds(tmp_path):
                 assert stored["config"]["ablation"] == row and run["command"].endswith(f"--ablation {row}")
             assert len(run["source_digests"]) == 1
             assert run["validation_ua"] == pytest.approx(sum(f["validation_ua"] for f in stored["folds"]) / 2)
+            assert run["fold_ua"] == {str(f["fold"]): f["ua"] for f in stored["folds"]}  # JSON keys are strings
+            assert run["fold_validation_ua"] == {str(f["fold"]): f["validation_ua"] for f in stored["folds"]}
             assert run["torch_threads"] == [1]  # the folds' own thread count, not the summarising invocation's
     over = report["over_seeds"]
     for row in ("alpha_0.5", "no_logit_kd"):
