@@ -214,8 +214,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
     `EmoDistillTrainingArguments` with the main job's defaults: the embedded CPU run (the pretrained synthetic-speech
     HuBERT student, whole utterances, 8 epochs at 3e-4, batches of 16, evaluation and a checkpoint every epoch,
     the best validation UA kept), a logit-KD weight alpha = 0.25 and soft linguistic and hard prosodic distillation
-    temperatures (the temperatures' direction is the paper's finding; every value chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
-    any number of devices.
+    temperatures (the temperatures' direction is the paper's finding; every value chosen on validation folds), and
+    `global_train_batch_size`, from which gradient accumulation follows for any number of devices.
     """
 
     output_dir: str | None = field(
