@@ -116,6 +116,7 @@ def main() -> None:
             "platform": platform.platform(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
         "quick": args.quick,
         "runs": runs,

@@ -137,6 +137,8 @@ def main() -> None:
                     "wall_s_of_this_invocation": timing["wall_s"],
                     # The folds' own counts: a resumed run's provenance has only the summarising invocation's.
                     "torch_threads": sorted({f.get("torch_threads") for f in result["folds"]}, key=str),
+                    # The CPU kernels each fold trained with (None: recorded before folds kept it).
+                    "cpu_capabilities": sorted({f.get("cpu_capability") for f in result["folds"]}, key=str),
                     # The code each fold trained with (`--gather` may combine runs of several code versions).
                     "source_digests": sorted(
                         {f["fingerprint"]["components"]["code"]["source"] for f in result["folds"]}

@@ -6,9 +6,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-MACHINE_KEYS = {"cpu_count", "torch_threads", "torch_version", "date", "command", "load_average_at_start"}
+MACHINE_KEYS = {
+    "cpu_count",
+    "torch_threads",
+    "cpu_capability",
+    "torch_version",
+    "date",
+    "command",
+    "load_average_at_start",
+}
 
 
 def run_quick(script: str, tmp_path: Path) -> dict:
@@ -129,6 +138,7 @@ def test_seeds(tmp_path):
             assert run["fold_ua"] == {str(f["fold"]): f["ua"] for f in stored["folds"]}  # JSON keys are strings
             assert run["fold_validation_ua"] == {str(f["fold"]): f["validation_ua"] for f in stored["folds"]}
             assert run["torch_threads"] == [1]  # the folds' own thread count, not the summarising invocation's
+            assert run["cpu_capabilities"] == [torch.backends.cpu.get_cpu_capability()]
     over = report["over_seeds"]
     for row in ("alpha_0.5", "no_logit_kd"):
         difference = [p["ua"][row] - p["ua"]["no_teachers"] for p in report["per_seed"]]

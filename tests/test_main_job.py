@@ -54,6 +54,8 @@ def test_results_schema_and_artefacts(finished_run):
             assert 0 <= fold[key] <= 100
         assert set(fold["per_class_recall"]) == {"neutral", "angry", "sad", "happy"}
         assert fold["torch_threads"] == torch.get_num_threads()  # the training invocation's, per fold
+        capability = torch.backends.cpu.get_cpu_capability()  # the kernels of this CPU, per fold and for the run
+        assert fold["cpu_capability"] == results["provenance"]["cpu_capability"] == capability
         for teacher in ("linguistic", "prosodic"):
             trained_on = fold["teachers"][teacher]["trained_on_speakers"]
             assert speaker not in trained_on and partner not in trained_on and len(trained_on) == 8

@@ -211,6 +211,8 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         "evaluation_batch_size": eval_batch,
         # Per fold: `results.json`'s provenance has the thread count of the run that summarised, maybe a resume.
         "torch_threads": torch.get_num_threads(),
+        # The kernels torch picked for this CPU (e.g. AVX2, AVX512): float sums, hence a trained teacher, depend on it.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "teachers": {name: _teacher_record(result.meta) for name, result in teacher_results.items()},
     }
 

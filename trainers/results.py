@@ -77,7 +77,8 @@ def git_commit() -> dict | None:
 
 
 def provenance() -> dict:
-    """Package versions, git commit, date and thread count: what `results.json` records about how it was made."""
+    """Package versions, git commit, date, thread count and CPU kernels: what `results.json` records about how it
+    was made."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -89,6 +90,7 @@ def provenance() -> dict:
         "git": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
