@@ -111,6 +111,20 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
     changed_fold = {**splits, "train": toy_split(["Ses02_F", "Ses02_M"])}
     with pytest.raises(AssertionError, match="a teacher ran"):
         train_teacher(name, changed_fold, SETTINGS, tmp_path, num_labels=4)
+    # So is another float path: another thread count sums in another order.
+    threads = torch.get_num_threads()
+    assert first.meta["float_path"] == {
+        "device": "cpu",
+        "world_size": 1,
+        "torch_threads": threads,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.raises(AssertionError, match="a teacher ran"):
+            train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_teacher_cannot_be_trained_on_the_test_speaker(tmp_path):

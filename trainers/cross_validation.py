@@ -121,6 +121,7 @@ def _teacher_record(meta: dict) -> dict:
         "trained_on_speakers": meta["trained_on_speakers"],
         "early_stopping_speakers": meta["early_stopping_speakers"],
         "cache_entry": meta["cache_entry"],
+        "float_path": meta["float_path"],
     }
 
 

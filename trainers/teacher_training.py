@@ -4,9 +4,10 @@ training teacher-free.
 For each fold and teacher: train on the fold's training speakers with early stopping on its validation speakers
 (`EarlyStoppingCallback`, the epoch with the best validation UA is kept), on the run's device and with every process
 of a distributed run taking part; then write the logits and embeddings of every training and validation utterance to
-a cache keyed by everything that determines them (the teacher's recipe, the seed, fold membership, the data). The
-cache is written once, by the main process, and read by all. A run with the same key loads the outputs and runs no
-teacher at all. The test speakers never reach a teacher's training: `check_no_leakage` enforces it.
+a cache keyed by everything that determines them (the teacher's recipe, the seed, fold membership, the data, and the
+float path it trains on: device, processes and, on a CPU, threads and kernels). The cache is written once, by the main
+process, and read by all. A run with the same key loads the outputs and runs no teacher at all. The test speakers
+never reach a teacher's training: `check_no_leakage` enforces it.
 """
 
 import dataclasses
@@ -139,11 +140,37 @@ def _inputs_of(name: str, split: Dataset) -> list:
     return list(split.with_format("numpy")["egemaps"])
 
 
+def float_path(run_args: TrainingArguments | None = None) -> dict:
+    """
+    Where a teacher's arithmetic runs: the device and number of processes and, on a CPU, the intra-op threads and the
+    kernels torch picked (AVX2, AVX512, ...); on a GPU, its model. Float sums, hence a trained teacher, depend on them:
+    on one machine, the embedded default's prosodic teachers trained twice with two threads were equal, but trained
+    with one thread and with two they differed on every fold compared (7 of 7). A cached teacher is therefore reused
+    only on the same float path.
+    """
+    if run_args is None:  # outside a run: where a `Trainer` with default arguments would train
+        device, world_size = torch.device("cuda" if torch.cuda.is_available() else "cpu"), 1
+    else:
+        device, world_size = run_args.device, run_args.world_size
+    path = {"device": device.type, "world_size": world_size}
+    if device.type == "cuda":
+        path["gpu"] = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        path.update(torch_threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability())
+    return path
+
+
 def teacher_cache_key(
-    name: str, settings: TeacherArguments, seed: int, splits: dict[str, Dataset], inputs: dict[str, list]
+    name: str,
+    settings: TeacherArguments,
+    seed: int,
+    splits: dict[str, Dataset],
+    inputs: dict[str, list],
+    environment: dict,
 ) -> str:
-    """Hash of the teacher's recipe and seed and every split's ids, labels and inputs (`inputs[split]`)."""
-    parts = [CACHE_VERSION, name, settings.recipe(name), seed]
+    """Hash of the teacher's recipe, seed and float path (`environment`, see `float_path`) and every split's ids,
+    labels and inputs (`inputs[split]`)."""
+    parts = [CACHE_VERSION, name, settings.recipe(name), seed, environment]
     for split_name in SPLITS:
         split = splits[split_name]
         parts += [split_name, list(split["id"]), list(split["label"])]
@@ -281,7 +308,9 @@ def train_teacher(
     check_no_leakage(set(splits["train"]["speaker"]) | set(splits["validation"]["speaker"]), test_speakers)
     # Read once: the cache key, training and prediction all use the same inputs (eGeMAPS arrays can be large).
     inputs = {split: _inputs_of(name, splits[split]) for split in SPLITS}
-    directory = Path(cache_dir) / "teachers" / name / teacher_cache_key(name, settings, seed, splits, inputs)
+    environment = float_path(run_args)
+    key = teacher_cache_key(name, settings, seed, splits, inputs, environment)
+    directory = Path(cache_dir) / "teachers" / name / key
     cached = _load_result(name, directory)
     if cached is not None:
         logger.info("%s teacher: cached outputs found in %s, no teacher runs", name, directory)
@@ -315,6 +344,7 @@ def train_teacher(
             "teacher": name,
             "settings": settings.recipe(name),
             "seed": seed,
+            "float_path": environment,
             "trained_on_speakers": sorted(set(splits["train"]["speaker"])),
             "early_stopping_speakers": sorted(set(splits["validation"]["speaker"])),
             "test_speakers": sorted(test_speakers),
