@@ -14,7 +14,7 @@ versions; each run's code digests are recorded.
 Reported per row: per seed, mean test UA and mean validation UA (what a choice between rows may look at) and the
 fold-by-fold comparison with CE-only; over seeds, mean ± std (population std over seeds) and the comparison on fold
 UA averaged over seeds (wins, two-sided Wilcoxon signed-rank p); accuracy per emotion carrier averaged over seeds;
-each run's thread count as its folds record it.
+each run's thread count and CPU kernels as its folds record them.
 
     python bench/seeds.py --seeds 0 1 2 --runs_dir outputs/seeds            # about 25 min per run on 2 CPU cores
     python bench/seeds.py --seeds 0 1 2 --rows none no_logit_kd             # two rows against CE-only
