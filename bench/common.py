@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import transformers
 
+from emodistill.trainers.results import cpu_arithmetic
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LABELS = ["neutral", "angry", "sad", "happy"]
 TEXTS = ["fine thanks", "this is outrageous", "i miss her so much", "what wonderful news"]  # one per label
@@ -50,8 +52,7 @@ def apply_threads(threads: int | None) -> None:
 def machine_info() -> dict:
     return {
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **cpu_arithmetic(),
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "python_version": platform.python_version(),

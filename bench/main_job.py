@@ -31,6 +31,7 @@ import psutil
 import torch
 
 from emodistill.trainers.reporting import fold_ua, paired_comparison
+from emodistill.trainers.results import cpu_arithmetic
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1,2", "--num_train_epochs", "1",
@@ -115,8 +116,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **cpu_arithmetic(),
         },
         "quick": args.quick,
         "runs": runs,

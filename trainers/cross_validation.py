@@ -44,6 +44,7 @@ from .results import (
     TRAINING_FIELDS_WITHOUT_EFFECT,
     check_fold_fingerprint,
     claim_output_dir,
+    cpu_arithmetic,
     fingerprint_hash,
     gather_fold_results,
     provenance,
@@ -210,10 +211,9 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         "per_carrier": carrier_accuracy(ids, labels, probabilities.argmax(-1), corpus.carriers),
         "validation_ua": trainer.state.best_metric,
         "evaluation_batch_size": eval_batch,
-        # Per fold: `results.json`'s provenance has the thread count of the run that summarised, maybe a resume.
-        "torch_threads": torch.get_num_threads(),
-        # The kernels torch picked for this CPU (e.g. AVX2, AVX512): float sums, hence a trained teacher, depend on it.
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Per fold: `results.json`'s provenance has the thread count and kernels of the run that summarised, maybe a
+        # resume.
+        **cpu_arithmetic(),
         "teachers": {name: _teacher_record(result.meta) for name, result in teacher_results.items()},
     }
 

@@ -76,6 +76,12 @@ def git_commit() -> dict | None:
     return {"commit": commit, "uncommitted_changes": bool(status.strip())}
 
 
+def cpu_arithmetic() -> dict:
+    """This process's CPU float path: torch's intra-op thread count and the kernels it picked for this CPU (AVX2,
+    AVX512, ...). Float sums, hence a trained model, depend on both."""
+    return {"torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def provenance() -> dict:
     """Package versions, git commit, date, thread count and CPU kernels: what `results.json` records about how it
     was made."""
@@ -89,8 +95,7 @@ def provenance() -> dict:
         "versions": {"python": platform.python_version(), **versions},
         "git": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **cpu_arithmetic(),
     }
 
 

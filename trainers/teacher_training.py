@@ -30,6 +30,7 @@ from emodistill.data_scripts.folds import SPLITS
 
 from .collator import pad_descriptors
 from .metrics import make_compute_metrics, ser_scores
+from .results import cpu_arithmetic
 from .teachers import (
     MAX_TEXT_LENGTH,
     TEACHERS,
@@ -156,7 +157,7 @@ def float_path(run_args: TrainingArguments | None = None) -> dict:
     if device.type == "cuda":
         path["gpu"] = torch.cuda.get_device_name(device)
     elif device.type == "cpu":
-        path.update(torch_threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability())
+        path.update(cpu_arithmetic())
     return path
 
 
