@@ -1,10 +1,18 @@
 """Shared pytest fixtures."""
 
+import os
+import tempfile
+
 import pytest
 
-from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
+# Tests never read or write the user's cache (~/.cache/emodistill): the default cache of this process and of every
+# command a test launches is a folder of this session. Set before emodistill is imported, which reads it then.
+SESSION_CACHE = tempfile.TemporaryDirectory(prefix="emodistill-test-cache-")
+os.environ["EMODISTILL_CACHE"] = SESSION_CACHE.name
 
-from tiny_models import feature_extractor, tiny_student
+from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap  # noqa: E402
+
+from tiny_models import feature_extractor, tiny_student  # noqa: E402
 
 TINY_CORPUS_SETTINGS = {"utterances_per_speaker": 4, "other_utterances_per_speaker": 2, "seed": 0}
 

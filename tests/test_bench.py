@@ -1,6 +1,7 @@
 """Each benchmark runs with `--quick` and writes the documented JSON (values are timings: only their form is checked)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,9 @@ def test_seeds(tmp_path):
         assert over["ua"][row]["mean"] == pytest.approx(sum(p["ua"][row] for p in report["per_seed"]) / 2)
         assert over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row]["folds"] == 2
     assert "no_teachers" not in over["ua_difference_vs_ce_only"]  # the baseline is not compared with itself
+    # Its corpus and teacher caches are the test session's (conftest.py), never the user's ~/.cache/emodistill.
+    log = (runs_dir / "seed_0_no_teachers.log").read_text()
+    assert f"from {os.environ['EMODISTILL_CACHE']}/synthetic_iemocap/" in log
     table = output.with_suffix(".md").read_text()
     assert "| w/o L_logits | 0 |" in table and "| w/o L_logits | 1 |" in table  # a line per row and seed
     # The folder is laid out like --ablation_table's, owned by train.py: a second invocation retrains nothing.
