@@ -13,8 +13,9 @@ versions; each run's code digests are recorded.
 
 Reported per row: per seed, mean test UA and mean validation UA (what a choice between rows may look at) and the
 fold-by-fold comparison with CE-only; over seeds, mean ± std (population std over seeds) and the comparison on fold
-UA averaged over seeds (wins, two-sided Wilcoxon signed-rank p); accuracy per emotion carrier averaged over seeds;
-each run's thread count and CPU kernels as its folds record them.
+UA averaged over seeds (wins, two-sided Wilcoxon signed-rank p); when `none` is a row, the same comparison of the full
+method against each other row (what each part adds); accuracy per emotion carrier averaged over seeds; each run's
+thread count and CPU kernels as its folds record them.
 
     python bench/seeds.py --seeds 0 1 2 --runs_dir outputs/seeds            # about 25 min per run on 2 CPU cores
     python bench/seeds.py --seeds 0 1 2 --rows none no_logit_kd             # two rows against CE-only
@@ -49,6 +50,7 @@ from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CE_ONLY = "no_teachers"
+OURS = "none"  # the full method: the ablation that removes nothing
 # What a row may set besides an ablation: the loss weights of Eq. (5) and the teachers' temperatures.
 SETTINGS = ("alpha", "beta", "gamma", "tau_linguistic", "tau_prosodic")
 
@@ -186,6 +188,13 @@ def main() -> None:
                 row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (row, CE_ONLY)))
                 for row in compared
             },
+            # What each part of the method adds (the paper's reading of its ablation table): the full method
+            # against each other row, when `none` is a row.
+            "ours_vs_row_on_fold_ua_averaged_over_seeds": {
+                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (OURS, row)))
+                for row in compared
+                if OURS in compared and row != OURS
+            },
         },
         # None per row on a corpus without carriers (the real IEMOCAP).
         "per_carrier_accuracy_averaged_over_seeds": {
@@ -237,6 +246,11 @@ def markdown(report: dict) -> str:
             f"| **{name}** | mean ± std | **{ua['mean']:.2f} ± {ua['std']:.2f}** | {compared}"
             f"{validation['mean']:.2f} ± {validation['std']:.2f} | |"
         )
+    if against_ours := over["ours_vs_row_on_fold_ua_averaged_over_seeds"]:
+        lines += ["", f"What each part adds: {names[OURS]} against the row, on fold UA averaged over seeds:", ""]
+        lines += ["| Row | Ours − row | Ours better on | p |", "|---|---|---|---|"]
+        for row, c in against_ours.items():
+            lines.append(f"| {names[row]} | {c['mean_difference']:+.2f} | {c['wins']}/{c['folds']} | {format_p(c)} |")
     carriers = report["per_carrier_accuracy_averaged_over_seeds"]
     if all(carriers.values()):
         carrier_names = list(next(iter(carriers.values())))

@@ -113,6 +113,7 @@ def test_seeds(tmp_path):
         "--threads",
         "1",
         "--rows",
+        "none",
         "alpha=0.5",
         "no_logit_kd",
     ]
@@ -121,7 +122,7 @@ def test_seeds(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "seeds" and report["quick"] is True and report["seeds"] == [0, 1]
-    assert list(report["rows"]) == ["alpha_0.5", "no_logit_kd", "no_teachers"]
+    assert list(report["rows"]) == ["none", "alpha_0.5", "no_logit_kd", "no_teachers"]
     assert report["rows"]["alpha_0.5"] == "Ours (EmoDistill), alpha = 0.5"
     for seed in (0, 1):
         for row in report["rows"]:
@@ -132,6 +133,8 @@ def test_seeds(tmp_path):
             if row == "alpha_0.5":  # the full method with one setting changed
                 assert stored["config"]["ablation"] == "none" and stored["config"]["alpha"] == 0.5
                 assert run["command"].endswith("--alpha 0.5")
+            elif row == "none":  # the full method: no argument
+                assert stored["config"]["ablation"] == "none" and run["command"].endswith(f"--seed {seed}")
             else:
                 assert stored["config"]["ablation"] == row and run["command"].endswith(f"--ablation {row}")
             assert len(run["source_digests"]) == 1
@@ -147,11 +150,19 @@ def test_seeds(tmp_path):
         assert over["ua"][row]["mean"] == pytest.approx(sum(p["ua"][row] for p in report["per_seed"]) / 2)
         assert over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row]["folds"] == 2
     assert "no_teachers" not in over["ua_difference_vs_ce_only"]  # the baseline is not compared with itself
+    # What each part adds: the full method against each other row, on fold UA averaged over the two seeds, by hand.
+    assert set(over["ours_vs_row_on_fold_ua_averaged_over_seeds"]) == {"alpha_0.5", "no_logit_kd"}
+    for row, comparison in over["ours_vs_row_on_fold_ua_averaged_over_seeds"].items():
+        ours, other = ([report["runs"][f"{r}/seed_{s}"]["fold_ua"] for s in (0, 1)] for r in ("none", row))
+        differences = [sum(o[fold] - x[fold] for o, x in zip(ours, other)) / 2 for fold in ours[0]]
+        assert comparison["folds"] == 2 and comparison["wins"] == sum(d > 0 for d in differences)
+        assert comparison["mean_difference"] == pytest.approx(sum(differences) / 2)
     # Its corpus and teacher caches are the test session's (conftest.py), never the user's ~/.cache/emodistill.
     log = (runs_dir / "seed_0_no_teachers.log").read_text()
     assert f"from {os.environ['EMODISTILL_CACHE']}/synthetic_iemocap/" in log
     table = output.with_suffix(".md").read_text()
     assert "| w/o L_logits | 0 |" in table and "| w/o L_logits | 1 |" in table  # a line per row and seed
+    assert "What each part adds" in table and "| w/o L_logits | " in table.split("What each part adds")[1]
     # The folder is laid out like --ablation_table's, owned by train.py: a second invocation retrains nothing.
     assert (runs_dir / ".emodistill-run").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -160,7 +171,16 @@ def test_seeds(tmp_path):
         assert log.read_text().count("already finished with these settings: kept") == 2, log.name
     # --gather summarises the same runs without training, each training log kept beside its own.
     gathered = tmp_path / "gathered.json"
-    gather = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--rows", "alpha=0.5", "no_logit_kd", "--gather"]
+    gather = [
+        sys.executable,
+        str(BENCH / "seeds.py"),
+        "--quick",
+        "--rows",
+        "none",
+        "alpha=0.5",
+        "no_logit_kd",
+        "--gather",
+    ]
     gather += ["--output", str(gathered), "--runs_dir", str(runs_dir)]
     result = subprocess.run(gather, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -168,7 +188,7 @@ def test_seeds(tmp_path):
     assert summary["gathered"] is True and summary["per_seed"] == report["per_seed"]
     assert summary["runs"]["alpha_0.5/seed_1"]["command"] == report["runs"]["alpha_0.5/seed_1"]["command"]
     assert "Runs gathered, not trained" in gathered.with_suffix(".md").read_text()
-    assert len(list(runs_dir.glob("seed_*.gather.log"))) == 6
+    assert len(list(runs_dir.glob("seed_*.gather.log"))) == 8
     for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
         if not log.name.endswith(".gather.log"):
             assert log.read_text().count("already finished with these settings: kept") == 2, log.name
