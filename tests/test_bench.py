@@ -104,6 +104,7 @@ def test_main_job(tmp_path):
     }
 
 
+@pytest.mark.timeout(1200)  # eight quick trainings, a rerun and a gather: about 400 s alone, more on a loaded machine
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
     command = [
