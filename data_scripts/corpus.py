@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from .audio import decode_audio
 from .egemaps import add_egemaps
+from .generated_folder import settings_folder
 from .iemocap import IemocapReport, load_iemocap
 from .synthetic_iemocap import CONFIG_FILENAME, generate_synthetic_iemocap, read_manifest
 
@@ -104,9 +105,8 @@ def prepare_corpus(
     cache_dir = Path(cache_dir)
     given = data_dir
     if data_dir is None:
-        data_dir = generate_synthetic_iemocap(
-            cache_dir / "synthetic_iemocap", utterances_per_speaker=synthetic_utterances_per_speaker
-        )
+        settings = {"utterances_per_speaker": synthetic_utterances_per_speaker}
+        data_dir = generate_synthetic_iemocap(settings_folder(cache_dir, "synthetic_iemocap", settings), **settings)
     dataset, report = load_iemocap(
         data_dir,
         label_set=label_set,

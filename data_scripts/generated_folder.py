@@ -1,6 +1,6 @@
 """The life of a folder a generator writes (the synthetic corpora): reused when its recorded settings match, built
 in a side folder and moved in place at the end (an interrupted run never looks complete), and never touched when it
-was not written by the generator (no settings file in it)."""
+was not written by the generator (no settings file in it). In the cache, each settings has its own folder."""
 
 import json
 import logging
@@ -12,6 +12,15 @@ logger = logging.getLogger(__name__)
 
 # Where the generated corpora and the job's caches go unless a command is told otherwise.
 DEFAULT_CACHE_DIR = os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill"))
+
+
+def settings_folder(cache_dir: str | os.PathLike, name: str, settings: dict) -> Path:
+    """`<cache_dir>/<name>/<setting>_<value>_...`: where a generator's output with these `settings` lives in a cache.
+
+    One folder per settings, so that a run with other settings (a quick check, a smaller corpus) generates beside the
+    default output instead of over it, and the next default run finds its own again.
+    """
+    return Path(cache_dir) / name / "_".join(f"{key}_{value}" for key, value in sorted(settings.items()))
 
 
 def reusable(root: Path, settings: dict, config_filename: str) -> bool:

@@ -206,7 +206,7 @@ def test_emodistill_evaluate_scores_a_fold_model_like_the_job(finished_run, tmp_
     from emodistill.trainers import evaluate
     from emodistill.trainers.results import read_predictions
 
-    corpus = root / "cache" / "synthetic_iemocap" / "IEMOCAP_full_release"
+    corpus = next((root / "cache" / "synthetic_iemocap").glob("*/IEMOCAP_full_release"))
     model = root / "out" / "fold_01" / "model"
     argv = ["--model", str(model), "--data_dir", str(corpus), "--cache_dir", str(root / "cache")]
     evaluate.main([*argv, "--speakers", "Ses01_F", "--output_dir", str(tmp_path)])

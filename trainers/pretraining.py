@@ -43,7 +43,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel, _compute_mask_indices
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
-from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
+from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR, settings_folder
 from emodistill.data_scripts.unlabelled_speech import generate_unlabelled_speech, read_unlabelled_manifest
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,12 @@ class PretrainingArguments:
     objective: str = field(
         default="phoneme_ctc", metadata={"help": "What the model predicts.", "choices": list(OBJECTIVES)}
     )
-    corpus_dir: str = field(
-        default=DEFAULT_CACHE_DIR,
-        metadata={"help": "Where the unlabelled corpus is generated (reused when its settings match)."},
+    corpus_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the unlabelled corpus is generated (reused when its settings match). Default: the cache "
+            "($EMODISTILL_CACHE or ~/.cache/emodistill), a folder per corpus size and seed."
+        },
     )
     num_utterances: int = field(default=4000, metadata={"help": "Size of the unlabelled corpus."})
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the unlabelled corpus."})
@@ -286,7 +289,9 @@ def student_feature_extractor() -> Wav2Vec2FeatureExtractor:
 def load_corpus(args: PretrainingArguments) -> tuple[list[np.ndarray], list[list[str]], dict]:
     """The unlabelled corpus's waveforms and phoneme sequences (generated on first use), and its config."""
     num_utterances = 40 if args.quick else args.num_utterances
-    root = generate_unlabelled_speech(args.corpus_dir, num_utterances=num_utterances, seed=args.corpus_seed)
+    settings = {"num_utterances": num_utterances, "seed": args.corpus_seed}
+    corpus_dir = args.corpus_dir or settings_folder(DEFAULT_CACHE_DIR, "unlabelled_speech", settings)
+    root = generate_unlabelled_speech(corpus_dir, **settings)
     rows = read_unlabelled_manifest(root)
     waveforms = [sf.read(root / row["file"], dtype="float32")[0] for row in rows]
     return waveforms, [row["phonemes"] for row in rows], json.loads((root / "config.json").read_text())
