@@ -71,6 +71,7 @@ setup(
             "emodistill-predict=emodistill.trainers.predict:main",
             "emodistill-evaluate=emodistill.trainers.evaluate:main",
             "emodistill-pretrain-student=emodistill.trainers.pretraining:main",
+            "emodistill-cache=emodistill.trainers.cache:main",
         ]
     },
 )

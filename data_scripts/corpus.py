@@ -19,6 +19,9 @@ from .synthetic_iemocap import CONFIG_FILENAME, generate_synthetic_iemocap, read
 
 logger = logging.getLogger(__name__)
 
+# The folder of the cache where the synthetic corpus is generated (one sub-folder per size).
+SYNTHETIC_CORPORA = "synthetic_iemocap"
+
 SYNTHETIC_NAME = "Synthetic IEMOCAP-layout corpus (espeak-ng)"
 IEMOCAP_NAME = "IEMOCAP"
 OTHER_NAME = "IEMOCAP-layout corpus (not the published release's counts)"
@@ -106,7 +109,7 @@ def prepare_corpus(
     given = data_dir
     if data_dir is None:
         settings = {"utterances_per_speaker": synthetic_utterances_per_speaker}
-        data_dir = generate_synthetic_iemocap(settings_folder(cache_dir, "synthetic_iemocap", settings), **settings)
+        data_dir = generate_synthetic_iemocap(settings_folder(cache_dir, SYNTHETIC_CORPORA, settings), **settings)
     dataset, report = load_iemocap(
         data_dir,
         label_set=label_set,

@@ -67,11 +67,11 @@ def test_unlabelled_corpus_shares_no_word_with_the_emotion_corpus_and_is_determi
 def test_by_default_each_unlabelled_corpus_has_its_own_folder_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(pretraining, "DEFAULT_CACHE_DIR", str(tmp_path))
     waveforms, _, config = pretraining.load_corpus(pretraining.PretrainingArguments(quick=True))
-    quick = tmp_path / "unlabelled_speech" / "num_utterances_40_seed_0" / "unlabelled_speech" / "config.json"
+    quick = tmp_path / "pretraining_corpora" / "num_utterances_40_seed_0" / "unlabelled_speech" / "config.json"
     assert len(waveforms) == config["num_utterances"] == 40 and quick.exists()
     written = quick.stat().st_mtime_ns
     waveforms, _, _ = pretraining.load_corpus(pretraining.PretrainingArguments(num_utterances=5))
-    assert len(waveforms) == 5 and (tmp_path / "unlabelled_speech" / "num_utterances_5_seed_0").is_dir()
+    assert len(waveforms) == 5 and (tmp_path / "pretraining_corpora" / "num_utterances_5_seed_0").is_dir()
     assert quick.stat().st_mtime_ns == written  # the other size went beside it
 
 

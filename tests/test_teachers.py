@@ -6,7 +6,9 @@ import torch
 from datasets import Dataset
 
 from emodistill.trainers import teacher_training
+from emodistill.trainers.cache import scan_cache
 from emodistill.trainers.teacher_training import (
+    CACHE_VERSION,
     TeacherArguments,
     TeacherLeakageError,
     attach_teacher_outputs,
@@ -96,6 +98,9 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
     assert set(first.logits) == set(splits["train"]["id"]) | set(splits["validation"]["id"])  # never test ids
     assert first.meta["trained_on_speakers"] == ["Ses02_F", "Ses02_M", "Ses03_F"]
     assert first.meta["test_speakers"] == ["Ses01_F"] and 0 <= first.meta["test"]["ua"] <= 1
+    # `emodistill-cache` sees it as an entry this version reads.
+    [entry] = [e for e in scan_cache(tmp_path) if e.kind == "teacher"]
+    assert entry.stale is None and first.meta["cache_version"] == CACHE_VERSION and entry.size > 0
 
     def no_teacher(*args, **kwargs):
         raise AssertionError("a teacher ran although its outputs were cached")

@@ -43,7 +43,7 @@ from .trainer import quiet_trainer
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when what a cached teacher computes changes
+CACHE_VERSION = 2  # bump when what a cached teacher computes, or what its key is made of, changes
 # Settings of the teachers' `TrainingArguments` that are not flags: the same for every teacher and fold.
 TEACHER_WEIGHT_DECAY = 0.01
 
@@ -159,6 +159,12 @@ def float_path(run_args: TrainingArguments | None = None) -> dict:
     elif device.type == "cpu":
         path.update(cpu_arithmetic())
     return path
+
+
+def cache_version(meta: dict) -> int:
+    """The cache version a teacher entry was written under (its `meta.json`). Entries written before it was recorded
+    tell it by their float path, which joined the key without a version bump: with one, 2; without, 1."""
+    return meta.get("cache_version", 2 if "float_path" in meta else 1)
 
 
 def teacher_cache_key(
@@ -342,6 +348,7 @@ def train_teacher(
     if trainer.is_world_process_zero():
         test_scores = ser_scores(outputs["test"][0].argmax(-1), np.asarray(labels["test"]), num_labels)
         meta = {
+            "cache_version": CACHE_VERSION,
             "teacher": name,
             "settings": settings.recipe(name),
             "seed": seed,
