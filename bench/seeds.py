@@ -45,6 +45,7 @@ from emodistill.trainers.reporting import (
     mean_std,
     mean_validation_ua,
     paired_comparison,
+    teachers_over_seeds,
 )
 from emodistill.trainers.results import claim_output_dir
 
@@ -196,6 +197,8 @@ def main() -> None:
                 if OURS in compared and row != OURS
             },
         },
+        # The paper's "w/o f_S" rows: the full method's teachers alone (the same teachers as every row's of a seed).
+        "teachers_alone": teachers_over_seeds([results[(s, OURS)] for s in seeds]) if OURS in compared else {},
         # None per row on a corpus without carriers (the real IEMOCAP).
         "per_carrier_accuracy_averaged_over_seeds": {
             row: mean_carrier_accuracy([results[(s, row)] for s in seeds]) for row in rows
@@ -251,6 +254,12 @@ def markdown(report: dict) -> str:
         lines += ["| Row | Ours − row | Ours better on | p |", "|---|---|---|---|"]
         for row, c in against_ours.items():
             lines.append(f"| {names[row]} | {c['mean_difference']:+.2f} | {c['wins']}/{c['folds']} | {format_p(c)} |")
+    if teachers := report["teachers_alone"]:
+        lines += ["", "Each teacher alone (its test UA, the mean over folds), mean ± std over seeds:", ""]
+        lines += ["| Teacher | test UA | test WA |", "|---|---|---|"]
+        for name, scores in teachers.items():
+            ua, wa = scores["ua"], scores["wa"]
+            lines.append(f"| {name} | {ua['mean']:.2f} ± {ua['std']:.2f} | {wa['mean']:.2f} ± {wa['std']:.2f} |")
     carriers = report["per_carrier_accuracy_averaged_over_seeds"]
     if all(carriers.values()):
         carrier_names = list(next(iter(carriers.values())))

@@ -158,12 +158,18 @@ def test_seeds(tmp_path):
         differences = [sum(o[fold] - x[fold] for o, x in zip(ours, other)) / 2 for fold in ours[0]]
         assert comparison["folds"] == 2 and comparison["wins"] == sum(d > 0 for d in differences)
         assert comparison["mean_difference"] == pytest.approx(sum(differences) / 2)
+    # Each teacher alone over the seeds, from the full method's runs (its teachers are every row's of a seed), by hand.
+    for name in ("linguistic", "prosodic"):
+        runs = [json.loads((runs_dir / f"seed_{s}" / "none" / "results.json").read_text()) for s in (0, 1)]
+        scores = [run["teachers"][name]["ua"]["mean"] for run in runs]
+        assert report["teachers_alone"][name]["ua"]["mean"] == pytest.approx(sum(scores) / 2)
     # Its corpus and teacher caches are the test session's (conftest.py), never the user's ~/.cache/emodistill.
     log = (runs_dir / "seed_0_no_teachers.log").read_text()
     assert f"from {os.environ['EMODISTILL_CACHE']}/synthetic_iemocap/" in log
     table = output.with_suffix(".md").read_text()
     assert "| w/o L_logits | 0 |" in table and "| w/o L_logits | 1 |" in table  # a line per row and seed
     assert "What each part adds" in table and "| w/o L_logits | " in table.split("What each part adds")[1]
+    assert "| linguistic | " in table.split("Each teacher alone")[1]
     # The folder is laid out like --ablation_table's, owned by train.py: a second invocation retrains nothing.
     assert (runs_dir / ".emodistill-run").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)

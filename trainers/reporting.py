@@ -119,6 +119,17 @@ def mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
+def teachers_over_seeds(results: list[dict]) -> dict:
+    """Each teacher alone: its WA and UA (the mean over a run's folds), mean ± std over `results` (one run per seed)
+    that trained it. The paper's "w/o f_S" rows."""
+    teachers = {}
+    for name in TEACHERS:
+        scores = [r["teachers"][name] for r in results if name in r["teachers"]]
+        if scores:
+            teachers[name] = {m: mean_std([s[m]["mean"] for s in scores]) for m in ("wa", "ua")}
+    return teachers
+
+
 def build_results(folds: list[dict], config: dict, provenance: dict) -> dict:
     folds = sorted(folds, key=lambda f: f["fold"])
     teachers = {}
@@ -361,11 +372,7 @@ def ablation_summary(table: dict) -> dict:
     for ablation, row in rows.items():
         if ablation != CE_ONLY:
             row["vs_ce_only"] = paired_comparison(row["fold_ua"], rows[CE_ONLY]["fold_ua"])
-    teachers = {}
-    for name in TEACHERS:
-        scores = [r["teachers"][name] for r in (runs[f"none/seed_{s}"] for s in seeds) if name in r["teachers"]]
-        if scores:
-            teachers[name] = {m: mean_std([s[m]["mean"] for s in scores]) for m in ("wa", "ua")}
+    teachers = teachers_over_seeds([runs[f"none/seed_{s}"] for s in seeds])
     return {"seeds": seeds, "rows": rows, "teachers": teachers}
 
 
