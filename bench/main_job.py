@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from emodistill.trainers.arguments import CE_ONLY
 from emodistill.trainers.reporting import fold_ua, paired_comparison
 from emodistill.trainers.results import cpu_arithmetic
 
@@ -85,7 +86,7 @@ def main() -> None:
             raise SystemExit(f"--runs_dir {runs_dir} is not empty: give a new or empty folder.")
         runs_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "EMODISTILL_CACHE": f"{scratch}/cache"}
-        for name, extra in (("cold", []), ("warm", []), ("no_teachers", ["--ablation", "no_teachers"])):
+        for name, extra in (("cold", []), ("warm", []), (CE_ONLY, ["--ablation", CE_ONLY])):
             output_dir = runs_dir / name
             command = [sys.executable, str(REPO / "train.py"), "--output_dir", str(output_dir), *train_args, *extra]
             runs[name] = {
@@ -121,7 +122,7 @@ def main() -> None:
         "quick": args.quick,
         "runs": runs,
         "reproduced": first == second,
-        "emodistill_vs_ce_only": paired_comparison(fold_ua([results["cold"]]), fold_ua([results["no_teachers"]])),
+        "emodistill_vs_ce_only": paired_comparison(fold_ua([results["cold"]]), fold_ua([results[CE_ONLY]])),
         "teachers_alone": results["cold"]["teachers"],
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from main_job import QUICK, measure
 
-from emodistill.trainers.arguments import ABLATIONS
+from emodistill.trainers.arguments import ABLATIONS, CE_ONLY, FULL_METHOD
 from emodistill.trainers.reporting import (
     fold_ua,
     format_p,
@@ -50,8 +50,6 @@ from emodistill.trainers.reporting import (
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
-CE_ONLY = "no_teachers"
-OURS = "none"  # the full method: the ablation that removes nothing
 # What a row may set besides an ablation: the loss weights of Eq. (5) and the teachers' temperatures.
 SETTINGS = ("alpha", "beta", "gamma", "tau_linguistic", "tau_prosodic")
 
@@ -68,7 +66,7 @@ class Row:
 def parse_row(text: str) -> Row:
     """`none`, an ablation name, or SETTING=VALUE (the full method with that setting), as a `Row`."""
     if text in ABLATIONS and text != CE_ONLY:
-        return Row(text, ("--ablation", text) if text != "none" else (), ABLATIONS[text].paper_row)
+        return Row(text, ("--ablation", text) if text != FULL_METHOD else (), ABLATIONS[text].paper_row)
     setting, _, value = text.partition("=")
     try:
         number = float(value)
@@ -79,7 +77,7 @@ def parse_row(text: str) -> Row:
             f"a row is an ablation ({', '.join(a for a in ABLATIONS if a != CE_ONLY)}; CE-only always runs) or "
             f"SETTING=VALUE with SETTING one of {', '.join(SETTINGS)} and VALUE >= 0; got {text!r}"
         )
-    name = f"{ABLATIONS['none'].paper_row}, {setting} = {number:g}"
+    name = f"{ABLATIONS[FULL_METHOD].paper_row}, {setting} = {number:g}"
     return Row(f"{setting}_{number:g}", (f"--{setting}", f"{number:g}"), name)
 
 
@@ -94,7 +92,7 @@ def main() -> None:
         "--rows",
         nargs="+",
         type=parse_row,
-        default=[parse_row("none")],
+        default=[parse_row(FULL_METHOD)],
         help="rows compared with CE-only: ablations (default: none, the full method) or SETTING=VALUE, e.g. alpha=0.5",
     )
     parser.add_argument(
@@ -192,13 +190,15 @@ def main() -> None:
             # What each part of the method adds (the paper's reading of its ablation table): the full method
             # against each other row, when `none` is a row.
             "ours_vs_row_on_fold_ua_averaged_over_seeds": {
-                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (OURS, row)))
+                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (FULL_METHOD, row)))
                 for row in compared
-                if OURS in compared and row != OURS
+                if FULL_METHOD in compared and row != FULL_METHOD
             },
         },
         # The paper's "w/o f_S" rows: the full method's teachers alone (the same teachers as every row's of a seed).
-        "teachers_alone": teachers_over_seeds([results[(s, OURS)] for s in seeds]) if OURS in compared else {},
+        "teachers_alone": (
+            teachers_over_seeds([results[(s, FULL_METHOD)] for s in seeds]) if FULL_METHOD in compared else {}
+        ),
         # None per row on a corpus without carriers (the real IEMOCAP).
         "per_carrier_accuracy_averaged_over_seeds": {
             row: mean_carrier_accuracy([results[(s, row)] for s in seeds]) for row in rows
@@ -250,8 +250,8 @@ def markdown(report: dict) -> str:
             f"{validation['mean']:.2f} ± {validation['std']:.2f} | |"
         )
     if against_ours := over["ours_vs_row_on_fold_ua_averaged_over_seeds"]:
-        lines += ["", f"What each part adds: {names[OURS]} against the row, on fold UA averaged over seeds:", ""]
-        lines += ["| Row | Ours − row | Ours better on | p |", "|---|---|---|---|"]
+        heading = f"What each part adds: {names[FULL_METHOD]} against the row, on fold UA averaged over seeds:"
+        lines += ["", heading, "", "| Row | Ours − row | Ours better on | p |", "|---|---|---|---|"]
         for row, c in against_ours.items():
             lines.append(f"| {names[row]} | {c['mean_difference']:+.2f} | {c['wins']}/{c['folds']} | {format_p(c)} |")
     if teachers := report["teachers_alone"]:

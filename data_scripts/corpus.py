@@ -13,14 +13,11 @@ import pyarrow as pa
 
 from .audio import decode_audio
 from .egemaps import add_egemaps
-from .generated_folder import settings_folder
+from .generated_folder import SYNTHETIC_CORPORA, settings_folder
 from .iemocap import IemocapReport, load_iemocap
 from .synthetic_iemocap import CONFIG_FILENAME, generate_synthetic_iemocap, read_manifest
 
 logger = logging.getLogger(__name__)
-
-# The folder of the cache where the synthetic corpus is generated (one sub-folder per size).
-SYNTHETIC_CORPORA = "synthetic_iemocap"
 
 SYNTHETIC_NAME = "Synthetic IEMOCAP-layout corpus (espeak-ng)"
 IEMOCAP_NAME = "IEMOCAP"

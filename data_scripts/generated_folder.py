@@ -12,6 +12,10 @@ logger = logging.getLogger(__name__)
 
 # Where the generated corpora and the job's caches go unless a command is told otherwise.
 DEFAULT_CACHE_DIR = os.environ.get("EMODISTILL_CACHE", str(Path.home() / ".cache" / "emodistill"))
+# The folders of the cache where the generated corpora go (one sub-folder per settings, `settings_folder`): the
+# synthetic emotion corpus, and the unlabelled speech the student is pretrained on by default.
+SYNTHETIC_CORPORA = "synthetic_iemocap"
+PRETRAINING_CORPORA = "pretraining_corpora"
 
 
 def settings_folder(cache_dir: str | os.PathLike, name: str, settings: dict) -> Path:

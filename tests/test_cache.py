@@ -1,12 +1,13 @@
 """`emodistill-cache`: what it finds in a cache, which entries it calls stale, and that it deletes those only."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from emodistill.data_scripts.corpus import SYNTHETIC_CORPORA
-from emodistill.data_scripts.generated_folder import settings_folder
+from emodistill.data_scripts.generated_folder import SYNTHETIC_CORPORA, settings_folder
 from emodistill.data_scripts.synthetic_iemocap import generate_synthetic_iemocap
 from emodistill.trainers import cache
 from emodistill.trainers.cache import scan_cache
@@ -83,3 +84,18 @@ def test_delete_stale_asks_first_and_deletes_nothing_without_an_answer(filled_ca
 def test_a_missing_cache_is_named(tmp_path, capsys):
     assert cache.main(["--cache_dir", str(tmp_path / "nowhere")]) == 1
     assert f"No cache at {tmp_path / 'nowhere'}" in capsys.readouterr().err
+
+
+def test_the_cache_command_starts_without_torch_or_transformers():
+    # `emodistill.trainers` imports its names on first use: a scan must not pay for loading the training stack.
+    code = "import sys, emodistill.trainers.cache; print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_the_training_package_still_exports_its_names():
+    import emodistill.trainers as trainers
+
+    assert trainers.EmoDistillTrainer.__name__ == "EmoDistillTrainer" and "EmoDistillTrainer" in dir(trainers)
+    with pytest.raises(AttributeError, match="no attribute 'Trainer'"):
+        trainers.Trainer  # noqa: B018 (the lookup is what is tested)

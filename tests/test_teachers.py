@@ -6,9 +6,8 @@ import torch
 from datasets import Dataset
 
 from emodistill.trainers import teacher_training
-from emodistill.trainers.cache import scan_cache
+from emodistill.trainers.cache import CACHE_VERSION, scan_cache
 from emodistill.trainers.teacher_training import (
-    CACHE_VERSION,
     TeacherArguments,
     TeacherLeakageError,
     attach_teacher_outputs,

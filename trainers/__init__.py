@@ -1,18 +1,33 @@
-"""Training side of EmoDistill: the loss, the trainer and its arguments, the collator, the teachers."""
+"""Training side of EmoDistill: the loss, the trainer and its arguments, the collator, the teachers.
 
-from .arguments import EmoDistillTrainingArguments
-from .collator import CACHED_TEACHER_COLUMNS, EmoDistillDataCollator
-from .losses import EmoDistillLossOutput, embedding_kd_loss, emodistill_loss, logit_kd_loss
-from .trainer import EmoDistillTrainer, freeze_model
+The names below are imported on first use (PEP 562, as transformers' `_LazyModule` does), so that a light command
+of this package, such as `emodistill-cache`, starts without loading torch and transformers.
+"""
 
-__all__ = [
-    "CACHED_TEACHER_COLUMNS",
-    "EmoDistillDataCollator",
-    "EmoDistillLossOutput",
-    "EmoDistillTrainer",
-    "EmoDistillTrainingArguments",
-    "embedding_kd_loss",
-    "emodistill_loss",
-    "freeze_model",
-    "logit_kd_loss",
-]
+import importlib
+
+# Each exported name and the submodule that defines it.
+_EXPORTS = {
+    "CACHED_TEACHER_COLUMNS": "collator",
+    "EmoDistillDataCollator": "collator",
+    "EmoDistillLossOutput": "losses",
+    "EmoDistillTrainer": "trainer",
+    "EmoDistillTrainingArguments": "arguments",
+    "embedding_kd_loss": "losses",
+    "emodistill_loss": "losses",
+    "freeze_model": "trainer",
+    "logit_kd_loss": "losses",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,13 +16,16 @@ class Ablation:
     switches: dict
 
 
+# The two rows every comparison names: the full method (the ablation that removes nothing) and CE fine-tuning alone.
+FULL_METHOD = "none"
+CE_ONLY = "no_teachers"
 ABLATIONS = {
-    "none": Ablation("Ours (EmoDistill)", {}),
+    FULL_METHOD: Ablation("Ours (EmoDistill)", {}),
     "no_logit_kd": Ablation("w/o L_logits", {"use_logit_kd": False}),
     "no_embedding_kd": Ablation("w/o L_embedding", {"use_embedding_kd": False}),
     "no_prosodic_teacher": Ablation("w/o f_T^P", {"use_prosodic_teacher": False}),
     "no_linguistic_teacher": Ablation("w/o f_T^L", {"use_linguistic_teacher": False}),
-    "no_teachers": Ablation("w/o f_T^P and f_T^L", {"use_linguistic_teacher": False, "use_prosodic_teacher": False}),
+    CE_ONLY: Ablation("w/o f_T^P and f_T^L", {"use_linguistic_teacher": False, "use_prosodic_teacher": False}),
 }
 ABLATION_SWITCHES = ("use_linguistic_teacher", "use_prosodic_teacher", "use_logit_kd", "use_embedding_kd")
 # The two rows of Table 2 without a student: a teacher alone, scored on the test speakers.
@@ -58,7 +61,7 @@ class EmoDistillTrainingArguments(TrainingArguments):
     use_logit_kd: bool = field(default=True, metadata={"help": "Keep the logit-level KD term L_logits."})
     use_embedding_kd: bool = field(default=True, metadata={"help": "Keep the embedding-level KD term L_embeddings."})
     ablation: str = field(
-        default="none",
+        default=FULL_METHOD,
         metadata={
             "help": "A row of the paper's ablation table; sets the use_* switches above. "
             + "; ".join(f"{name}: {a.paper_row}" for name, a in ABLATIONS.items()),

@@ -24,14 +24,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emodistill.data_scripts.corpus import SYNTHETIC_CORPORA
-from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR, settings_folder
+from emodistill.data_scripts.generated_folder import (
+    DEFAULT_CACHE_DIR,
+    PRETRAINING_CORPORA,
+    SYNTHETIC_CORPORA,
+    settings_folder,
+)
 from emodistill.data_scripts.synthetic_iemocap import CONFIG_FILENAME as SYNTHETIC_CONFIG_FILENAME
 from emodistill.data_scripts.unlabelled_speech import CONFIG_FILENAME as UNLABELLED_CONFIG_FILENAME
 from emodistill.data_scripts.unlabelled_speech import DIRNAME as UNLABELLED_DIRNAME
 
-from .pretraining import PRETRAINING_CORPORA
-from .teacher_training import CACHE_VERSION, cache_version
+# The folder of the cache where each fold's teachers are kept (`teachers/<teacher>/<key>`), and the version of those
+# entries: bump it when what a cached teacher computes, or what its key is made of, changes.
+TEACHER_CACHE = "teachers"
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -44,6 +50,12 @@ class CacheEntry:
     size: int
     description: str
     stale: str | None = None
+
+
+def cache_version(meta: dict) -> int:
+    """The cache version a teacher entry was written under (its `meta.json`). Entries written before it was recorded
+    tell it by their float path, which joined the key without a version bump: with one, 2; without, 1."""
+    return meta.get("cache_version", 2 if "float_path" in meta else 1)
 
 
 def folder_size(path: Path) -> int:
@@ -77,7 +89,7 @@ def _corpus_entries(cache_dir: Path) -> Iterator[CacheEntry]:
 
 
 def _teacher_entries(cache_dir: Path) -> Iterator[CacheEntry]:
-    for folder in sorted((cache_dir / "teachers").glob("*/*")):
+    for folder in sorted((cache_dir / TEACHER_CACHE).glob("*/*")):
         if not folder.is_dir():
             continue
         meta_file = folder / "meta.json"

@@ -16,7 +16,7 @@ import emodistill.model_cards
 from emodistill.data_scripts.corpus import IEMOCAP_NAME
 from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 
-from .arguments import ABLATIONS, TEACHER_ALONE_ROWS
+from .arguments import ABLATIONS, CE_ONLY, FULL_METHOD, TEACHER_ALONE_ROWS
 from .metrics import SCALAR_METRICS
 from .student import BUNDLED_STUDENT
 from .teachers import TEACHERS, linguistic_backbone_description
@@ -42,7 +42,6 @@ PROTOCOL_DESCRIPTIONS = {
     "loso5": "leave-one-session-out (5 folds): each fold tests one session (both speakers), validates on the next "
     "session and trains on the other three",
 }
-CE_ONLY = "no_teachers"
 
 
 def run_config(experiment, corpus) -> dict:
@@ -169,7 +168,7 @@ def results_table(results: dict) -> str:
     """The paper's table layout (variant, WA, UA) with this run's rows first, then its per-fold rows."""
     config, n = results["config"], len(results["folds"])
     mean, std = results["mean"], results["std"]
-    variant = ABLATIONS[config.get("ablation", "none")].paper_row
+    variant = ABLATIONS[config.get("ablation", FULL_METHOD)].paper_row
     lines = ["| Variant | Inf. backbone | WA | UA | macro-F1 |", "|---|---|---|---|---|"]
     lines.append(
         f"| {variant} (this run) | {config['student']} | {pm(mean['wa'], std['wa'], n)} | "

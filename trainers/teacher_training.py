@@ -28,6 +28,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from emodistill.data_scripts.egemaps import egemaps_statistics
 from emodistill.data_scripts.folds import SPLITS
 
+from .cache import CACHE_VERSION, TEACHER_CACHE
 from .collator import pad_descriptors
 from .metrics import make_compute_metrics, ser_scores
 from .results import cpu_arithmetic
@@ -43,7 +44,6 @@ from .trainer import quiet_trainer
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when what a cached teacher computes, or what its key is made of, changes
 # Settings of the teachers' `TrainingArguments` that are not flags: the same for every teacher and fold.
 TEACHER_WEIGHT_DECAY = 0.01
 
@@ -159,12 +159,6 @@ def float_path(run_args: TrainingArguments | None = None) -> dict:
     elif device.type == "cpu":
         path.update(cpu_arithmetic())
     return path
-
-
-def cache_version(meta: dict) -> int:
-    """The cache version a teacher entry was written under (its `meta.json`). Entries written before it was recorded
-    tell it by their float path, which joined the key without a version bump: with one, 2; without, 1."""
-    return meta.get("cache_version", 2 if "float_path" in meta else 1)
 
 
 def teacher_cache_key(
@@ -317,7 +311,7 @@ def train_teacher(
     inputs = {split: _inputs_of(name, splits[split]) for split in SPLITS}
     environment = float_path(run_args)
     key = teacher_cache_key(name, settings, seed, splits, inputs, environment)
-    directory = Path(cache_dir) / "teachers" / name / key
+    directory = Path(cache_dir) / TEACHER_CACHE / name / key
     cached = _load_result(name, directory)
     if cached is not None:
         logger.info("%s teacher: cached outputs found in %s, no teacher runs", name, directory)
