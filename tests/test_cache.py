@@ -33,21 +33,23 @@ def filled_cache(tmp_path):
     )
     former = generate_synthetic_iemocap(tmp_path / SYNTHETIC_CORPORA, **TINY)  # the layout before settings folders
     assert current.parent.parent == former.parent
-    teacher_entry(tmp_path, "recorded_version", {"cache_version": 2, "float_path": {}, "test_speakers": ["Ses01_F"]})
-    teacher_entry(tmp_path, "float_path_without_version", {"float_path": {}})  # written before versions were
+    current_meta = {"cache_version": cache.CACHE_VERSION, "float_path": {}, "test_speakers": ["Ses01_F"]}
+    teacher_entry(tmp_path, "recorded_version", current_meta)
+    older = teacher_entry(tmp_path, "version_2", {"cache_version": 2, "float_path": {}})  # no test predictions
+    recorded_late = teacher_entry(tmp_path, "float_path_without_version", {"float_path": {}})  # before versions were
     unkeyed = teacher_entry(tmp_path, "before_the_float_path", {}, size=300)
     teacher_entry(tmp_path, "being_trained", None)
     teacher_entry(tmp_path, "being_trained.checkpoints", None)
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "data.arrow").write_bytes(b"\0" * 50)
-    return tmp_path, {former, unkeyed}
+    return tmp_path, {former, older, recorded_late, unkeyed}
 
 
 def test_scan_finds_every_entry_its_size_and_what_is_stale(filled_cache):
     root, stale = filled_cache
     entries = scan_cache(root)
     assert {e.path for e in entries if e.stale} == stale
-    assert sorted(e.kind for e in entries) == ["arrow"] + ["corpus"] * 2 + ["teacher"] * 5
+    assert sorted(e.kind for e in entries) == ["arrow"] + ["corpus"] * 2 + ["teacher"] * 6
     by_path = {e.path: e for e in entries}
     unkeyed = root / "teachers" / "prosodic" / "before_the_float_path"
     assert by_path[unkeyed].size == 300 + (unkeyed / "meta.json").stat().st_size
@@ -61,7 +63,7 @@ def test_delete_stale_deletes_only_the_stale_entries(filled_cache, capsys):
     root, stale = filled_cache
     before = {e.path for e in scan_cache(root)}
     assert cache.main(["--cache_dir", str(root), "--delete_stale", "--yes"]) == 0
-    assert "Deleted 2 stale entries" in capsys.readouterr().out
+    assert "Deleted 4 stale entries" in capsys.readouterr().out
     assert not any(path.exists() for path in stale)
     assert {e.path for e in scan_cache(root)} == before - stale
     # The current corpus, beside the deleted former one, is whole.
@@ -77,7 +79,12 @@ def test_delete_stale_asks_first_and_deletes_nothing_without_an_answer(filled_ca
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert cache.main(["--cache_dir", str(root), "--delete_stale", "--verbose"]) == 0
     output = capsys.readouterr().out
-    assert "2 stale entries" in output and "STALE: cache version 1" in output and "Nothing deleted" in output
+    assert (
+        "4 stale entries" in output
+        and "STALE: cache version 1" in output
+        and "STALE: cache version 2" in output
+        and "Nothing deleted" in output
+    )
     assert all(path.exists() for path in stale)
 
 

@@ -11,7 +11,7 @@ from emodistill.trainers.experiment import (
     parse_experiment,
     split_global_batch,
 )
-from emodistill.trainers.reporting import ablation_summary, paired_comparison, pm
+from emodistill.trainers.reporting import ablation_summary, paired_comparison, pm, write_ablation_table
 from emodistill.trainers.student import BUNDLED_STUDENT
 
 
@@ -159,3 +159,20 @@ def test_ablation_summary_averages_over_seeds():
     assert row["vs_ce_only"]["wins"] == 2 and row["vs_ce_only"]["mean_difference"] == pytest.approx(10.0)
     assert "vs_ce_only" not in summary["rows"]["no_teachers"]
     assert summary["teachers"]["linguistic"]["wa"]["mean"] == pytest.approx(71.0)
+    assert summary["teachers"]["linguistic"]["per_carrier"] is None  # records without carriers: none invented
+
+
+def test_teachers_alone_per_carrier_averages_over_seeds_and_shows_in_the_table(tmp_path):
+    def run(seed, voice):
+        carriers = {c: {"n": 10, "accuracy": a} for c, a in (("words", 30.0), ("voice", voice), ("both", 90.0))}
+        teachers = {"prosodic": {"wa": {"mean": 60.0}, "ua": {"mean": 61.0}, "per_carrier": carriers}}
+        folds = [{"fold": 1, "ua": 50.0 + seed}]
+        return {"folds": folds, "mean": {"wa": 50.0, "ua": 50.0}, "teachers": teachers, "per_carrier": carriers}
+
+    runs = {f"{ablation}/seed_{s}": run(s, voice) for ablation in ABLATIONS for s, voice in ((0, 80.0), (1, 70.0))}
+    table = {"seeds": [0, 1], "runs": runs}
+    summary = ablation_summary(table)
+    assert summary["teachers"]["prosodic"]["per_carrier"] == {"words": 30.0, "voice": 75.0, "both": 90.0}
+    write_ablation_table(table, tmp_path)
+    [line] = [line for line in (tmp_path / "ablation_table.md").read_text().splitlines() if "prosodic teacher" in line]
+    assert line.endswith("| 30.0 | 75.0 | 90.0 |") and line.count("|") == 10

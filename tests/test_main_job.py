@@ -60,10 +60,24 @@ def test_results_schema_and_artefacts(finished_run):
             trained_on = fold["teachers"][teacher]["trained_on_speakers"]
             assert speaker not in trained_on and partner not in trained_on and len(trained_on) == 8
             assert 0 <= fold["teachers"][teacher]["ua"] <= 100
+            # Each teacher alone per emotion carrier, from its cached test predictions: the carriers cover every
+            # test utterance, so the correct ones pooled are its WA (scored apart from them, by `ser_scores`).
+            carriers = fold["teachers"][teacher]["per_carrier"]
+            assert sum(c["n"] for c in carriers.values()) == fold["n"]
+            assert 100 * sum(c["correct"] for c in carriers.values()) / fold["n"] == pytest.approx(
+                fold["teachers"][teacher]["wa"]
+            )
+    for teacher in ("linguistic", "prosodic"):  # pooled over the folds, beside the student's
+        pooled = results["teachers"][teacher]["per_carrier"]
+        assert {c: pooled[c]["n"] for c in pooled} == {c: results["per_carrier"][c]["n"] for c in pooled}
+        correct = sum(f["teachers"][teacher]["per_carrier"]["voice"]["correct"] for f in results["folds"])
+        if pooled["voice"]["n"]:
+            assert pooled["voice"]["accuracy"] == pytest.approx(100 * correct / pooled["voice"]["n"])
     assert np.mean([f["ua"] for f in results["folds"]]) == pytest.approx(results["mean"]["ua"])
     assert results["config"]["synthetic_corpus"] and results["config"]["ablation"] == "none"
     table = (out / "results.md").read_text()
     assert "| Ours (EmoDistill) (this run) |" in table and "w/o f_S and f_T^P" in table and "| 2 | Ses01_M |" in table
+    assert "| Emotion carried by | n | accuracy | linguistic teacher alone | prosodic teacher alone |" in table
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     folds = json.loads((out / "folds.json").read_text())["folds"]
     assert folds[0]["test"]["speakers"] == ["Ses01_F"] and len(folds[0]["test"]["ids"]) == 4

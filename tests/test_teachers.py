@@ -97,6 +97,12 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
     assert set(first.logits) == set(splits["train"]["id"]) | set(splits["validation"]["id"])  # never test ids
     assert first.meta["trained_on_speakers"] == ["Ses02_F", "Ses02_M", "Ses03_F"]
     assert first.meta["test_speakers"] == ["Ses01_F"] and 0 <= first.meta["test"]["ua"] <= 1
+    # The test predictions are kept for scoring (per emotion carrier), and agree with the test WA recorded beside them.
+    predictions = first.meta["test"]["predictions"]
+    test_ids = list(splits["test"]["id"])
+    assert list(predictions) == test_ids and set(predictions.values()) <= set(range(4))
+    correct = [predictions[i] == label for i, label in zip(test_ids, splits["test"]["label"])]
+    assert first.meta["test"]["wa"] == pytest.approx(sum(correct) / len(correct))
     # `emodistill-cache` sees it as an entry this version reads.
     [entry] = [e for e in scan_cache(tmp_path) if e.kind == "teacher"]
     assert entry.stale is None and first.meta["cache_version"] == CACHE_VERSION and entry.size > 0

@@ -35,9 +35,10 @@ from emodistill.data_scripts.unlabelled_speech import CONFIG_FILENAME as UNLABEL
 from emodistill.data_scripts.unlabelled_speech import DIRNAME as UNLABELLED_DIRNAME
 
 # The folder of the cache where each fold's teachers are kept (`teachers/<teacher>/<key>`), and the version of those
-# entries: bump it when what a cached teacher computes, or what its key is made of, changes.
+# entries: bump it when what a cached teacher computes or records, or what its key is made of, changes (3: the test
+# predictions joined `meta.json`).
 TEACHER_CACHE = "teachers"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass

@@ -114,9 +114,13 @@ def student_split(split: Dataset, teacher_results: dict, max_samples: int | None
     return attach_teacher_outputs(split, teacher_results)
 
 
-def _teacher_record(meta: dict) -> dict:
+def _teacher_record(meta: dict, test: Dataset, carriers: dict[str, str] | None) -> dict:
+    """A teacher alone on the fold's test speakers (the paper's "w/o f_S" rows), per emotion carrier too."""
+    predictions = meta["test"]["predictions"]
+    ids = list(test["id"])
     return {
         **{k: 100 * meta["test"][k] for k in ("wa", "ua", "macro_f1")},
+        "per_carrier": carrier_accuracy(ids, test["label"], [predictions[i] for i in ids], carriers),
         "validation_ua": 100 * meta["training"]["validation_ua"],
         "best_epoch": meta["training"]["best_epoch"],
         "trained_on_speakers": meta["trained_on_speakers"],
@@ -214,7 +218,10 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         # Per fold: `results.json`'s provenance has the thread count and kernels of the run that summarised, maybe a
         # resume.
         **cpu_arithmetic(),
-        "teachers": {name: _teacher_record(result.meta) for name, result in teacher_results.items()},
+        "teachers": {
+            name: _teacher_record(result.meta, fold["test"], corpus.carriers)
+            for name, result in teacher_results.items()
+        },
     }
 
 

@@ -92,7 +92,8 @@ def run_config(experiment, corpus) -> dict:
 
 
 def carrier_accuracy(ids, labels, predictions, carriers: dict[str, str] | None) -> dict | None:
-    """Accuracy per emotion carrier (`words` / `voice` / `both`) on a synthetic corpus: what the student learnt."""
+    """Accuracy per emotion carrier (`words` / `voice` / `both`) on a synthetic corpus: what the student learnt, or
+    what a teacher alone knows."""
     if carriers is None:
         return None
     table = {}
@@ -104,6 +105,8 @@ def carrier_accuracy(ids, labels, predictions, carriers: dict[str, str] | None) 
 
 
 def _pooled_carriers(folds: list[dict]) -> dict | None:
+    """`carrier_accuracy` of each fold (a student's or a teacher's record) pooled; None if a fold has none (the real
+    corpus, or a teacher record written before teachers kept their test predictions)."""
     if any(f.get("per_carrier") is None for f in folds):
         return None
     pooled = {}
@@ -120,12 +123,13 @@ def mean_std(values: list[float]) -> dict:
 
 def teachers_over_seeds(results: list[dict]) -> dict:
     """Each teacher alone: its WA and UA (the mean over a run's folds), mean ± std over `results` (one run per seed)
-    that trained it. The paper's "w/o f_S" rows."""
+    that trained it, and its accuracy per emotion carrier averaged over them. The paper's "w/o f_S" rows."""
     teachers = {}
     for name in TEACHERS:
         scores = [r["teachers"][name] for r in results if name in r["teachers"]]
         if scores:
             teachers[name] = {m: mean_std([s[m]["mean"] for s in scores]) for m in ("wa", "ua")}
+            teachers[name]["per_carrier"] = mean_carrier_accuracy(scores)
     return teachers
 
 
@@ -136,6 +140,7 @@ def build_results(folds: list[dict], config: dict, provenance: dict) -> dict:
         scores = [f["teachers"][name] for f in folds if name in f.get("teachers", {})]
         if scores:
             teachers[name] = {m: mean_std([s[m] for s in scores]) for m in ("wa", "ua")}
+            teachers[name]["per_carrier"] = _pooled_carriers(scores)
     return {
         "folds": folds,
         "fold_numbers": [f["fold"] for f in folds],
@@ -197,11 +202,21 @@ def results_table(results: dict) -> str:
             f"{f['macro_f1']:.2f} | {validation} | {lingu} | {proso} |"
         )
     if results["per_carrier"]:
-        lines += ["", "| Emotion carried by | n | accuracy |", "|---|---|---|"]
+        # Beside the student, each teacher alone on the same test utterances: what there was to transfer.
+        teachers = {name: t["per_carrier"] for name, t in results["teachers"].items() if t.get("per_carrier")}
+        lines += [
+            "",
+            "| Emotion carried by | n | accuracy | " + " | ".join(f"{name} teacher alone" for name in teachers) + " |",
+            "|---|---|---|" + "---|" * len(teachers),
+        ]
         for carrier, row in results["per_carrier"].items():
-            accuracy = "–" if row["accuracy"] is None else f"{row['accuracy']:.2f}"
-            lines.append(f"| {carrier} | {row['n']} | {accuracy} |")
+            cells = [row["accuracy"]] + [table[carrier]["accuracy"] for table in teachers.values()]
+            lines.append(f"| {carrier} | {row['n']} | " + " | ".join(_percent(v) for v in cells) + " |")
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def write_results(results: dict, output_dir: Path) -> None:
@@ -346,7 +361,7 @@ def paired_comparison(row: dict[int, list[float]], baseline: dict[int, list[floa
 def mean_carrier_accuracy(runs: list[dict]) -> dict | None:
     """Accuracy per emotion carrier averaged over runs (`results.json` of each seed); None on a corpus without
     carriers."""
-    if not all(r["per_carrier"] for r in runs):
+    if not all(r.get("per_carrier") for r in runs):
         return None
     carriers = {}
     for carrier in CARRIERS:  # a fold set without an utterance of a carrier has no accuracy for it
@@ -407,9 +422,12 @@ def write_ablation_table(table: dict, directory: Path) -> None:
             + " |"
         )
     for name, scores in summary["teachers"].items():
+        carriers = scores["per_carrier"] or {}
         lines.append(
             f"| {TEACHER_ALONE_ROWS[name]} ({name} teacher alone) | {pm(scores['wa']['mean'], scores['wa']['std'], n)} "
-            f"| {pm(scores['ua']['mean'], scores['ua']['std'], n)} | | | | | | |"
+            f"| {pm(scores['ua']['mean'], scores['ua']['std'], n)} | | | | "
+            + " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
+            + " |"
         )
     if any(row["per_carrier"] for row in summary["rows"].values()):
         lines += [

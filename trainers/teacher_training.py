@@ -340,7 +340,8 @@ def train_teacher(
     )
     outputs = {split: predict(trainer, datasets[split]) for split in SPLITS}
     if trainer.is_world_process_zero():
-        test_scores = ser_scores(outputs["test"][0].argmax(-1), np.asarray(labels["test"]), num_labels)
+        test_predictions = outputs["test"][0].argmax(-1)
+        test_scores = ser_scores(test_predictions, np.asarray(labels["test"]), num_labels)
         meta = {
             "cache_version": CACHE_VERSION,
             "teacher": name,
@@ -351,7 +352,13 @@ def train_teacher(
             "early_stopping_speakers": sorted(set(splits["validation"]["speaker"])),
             "test_speakers": sorted(test_speakers),
             "training": training,
-            "test": {"n": len(labels["test"]), **{k: test_scores[k] for k in ("wa", "ua", "macro_f1")}},
+            "test": {
+                "n": len(labels["test"]),
+                **{k: test_scores[k] for k in ("wa", "ua", "macro_f1")},
+                # Class indices by utterance: what the teacher alone gets right, per emotion carrier (a score, never
+                # a training signal: test outputs stay out of `outputs.safetensors`).
+                "predictions": dict(zip(splits["test"]["id"], test_predictions.tolist())),
+            },
             "ids": {split: list(splits[split]["id"]) for split in ("train", "validation")},
         }
         _write_result(directory, trainer.model, tokenizer, outputs, meta)
