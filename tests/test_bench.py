@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,6 +71,31 @@ def test_features(tmp_path):
     assert_ratio(report["cached_over_first_run"], report["repetitions"])
     # A cache hit skips decoding and openSMILE: even on a noisy machine it is far cheaper than extraction.
     assert report["cached_over_first_run"]["median_ratio"] < 0.5
+
+
+def test_layer_probe(tmp_path):
+    report = run_quick("layer_probe", tmp_path)
+    student_layers = [f"layer {i}" for i in range(5)]  # the bundled student: 4 transformer layers and layer 0
+    assert list(report["probes"]) == [*student_layers, "egemaps_functionals"] and report["folds"] == 2
+    for result in report["probes"].values():
+        assert len(result["fold_ua"]) == 2 and result["ua"] == pytest.approx(sum(result["fold_ua"]) / 2)
+        assert set(result["per_carrier"]) == {"words", "voice", "both"}
+    table = (tmp_path / "layer_probe.md").read_text()
+    assert "| layer 4 |" in table and "| egemaps_functionals |" in table
+
+
+def test_the_probe_regression_separates_what_is_separable():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from layer_probe import fit_and_predict
+    finally:
+        sys.path.remove(str(BENCH))
+    generator = np.random.default_rng(0)
+    centres = np.array([[4.0, 0.0], [-4.0, 0.0], [0.0, 4.0]])  # three well-separated classes
+    labels = np.repeat(np.arange(3), 20)
+    features = centres[labels] + generator.normal(0, 0.5, (60, 2))
+    test = np.array([[3.5, 0.2], [-4.2, -0.1], [0.3, 3.8]])
+    assert fit_and_predict(features, labels, test, num_labels=3, l2=1e-3).tolist() == [0, 1, 2]
 
 
 def test_main_job(tmp_path):
