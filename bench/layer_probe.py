@@ -29,7 +29,7 @@ from emodistill.data_scripts.folds import fold_specs
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy
+from emodistill.trainers.reporting import carrier_accuracy, percent
 from emodistill.trainers.student import BUNDLED_STUDENT, resolve_student
 
 EGEMAPS = "egemaps_functionals"
@@ -107,7 +107,7 @@ def markdown(report: dict) -> str:
     ]
     for name, result in report["probes"].items():
         carriers = result["per_carrier"] or {}
-        cells = " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
+        cells = " | ".join(percent(carriers.get(c)) for c in CARRIERS)
         lines.append(f"| {name} | {result['ua']:.2f} | {cells} |")
     return "\n".join(lines) + "\n"
 

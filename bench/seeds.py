@@ -46,6 +46,7 @@ from emodistill.trainers.reporting import (
     mean_std,
     mean_validation_ua,
     paired_comparison,
+    percent,
     teachers_over_seeds,
 )
 from emodistill.trainers.results import claim_output_dir
@@ -261,7 +262,7 @@ def markdown(report: dict) -> str:
         lines += ["| Teacher | test UA | test WA | words | voice | both |", "|---|---|---|---|---|---|"]
         for name, scores in teachers.items():
             ua, wa, carriers = scores["ua"], scores["wa"], scores.get("per_carrier") or {}
-            cells = " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
+            cells = " | ".join(percent(carriers.get(c)) for c in CARRIERS)
             lines.append(
                 f"| {name} | {ua['mean']:.2f} ± {ua['std']:.2f} | {wa['mean']:.2f} ± {wa['std']:.2f} | {cells} |"
             )
@@ -271,7 +272,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Accuracy per emotion carrier, averaged over seeds (%):", ""]
         lines += [f"| Row | {' | '.join(carrier_names)} |", "|---|" + "---|" * len(carrier_names)]
         for row, values in carriers.items():
-            cells = " | ".join("–" if v is None else f"{v:.1f}" for v in values.values())
+            cells = " | ".join(percent(v) for v in values.values())
             lines.append(f"| {names[row]} | {cells} |")
     return "\n".join(lines) + "\n"
 

@@ -196,7 +196,7 @@ def results_table(results: dict) -> str:
         teachers = f.get("teachers", {})
         lingu = f"{teachers['linguistic']['ua']:.2f}" if "linguistic" in teachers else "–"
         proso = f"{teachers['prosodic']['ua']:.2f}" if "prosodic" in teachers else "–"
-        validation = "–" if f["validation_ua"] is None else f"{f['validation_ua']:.2f}"
+        validation = percent(f["validation_ua"], 2)
         lines.append(
             f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['n']} | {f['wa']:.2f} | {f['ua']:.2f} | "
             f"{f['macro_f1']:.2f} | {validation} | {lingu} | {proso} |"
@@ -204,19 +204,17 @@ def results_table(results: dict) -> str:
     if results["per_carrier"]:
         # Beside the student, each teacher alone on the same test utterances: what there was to transfer.
         teachers = {name: t["per_carrier"] for name, t in results["teachers"].items() if t.get("per_carrier")}
-        lines += [
-            "",
-            "| Emotion carried by | n | accuracy | " + " | ".join(f"{name} teacher alone" for name in teachers) + " |",
-            "|---|---|---|" + "---|" * len(teachers),
-        ]
+        header = ["Emotion carried by", "n", "accuracy", *(f"{name} teacher alone" for name in teachers)]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for carrier, row in results["per_carrier"].items():
             cells = [row["accuracy"]] + [table[carrier]["accuracy"] for table in teachers.values()]
-            lines.append(f"| {carrier} | {row['n']} | " + " | ".join(_percent(v) for v in cells) + " |")
+            lines.append(f"| {carrier} | {row['n']} | " + " | ".join(percent(v, 2) for v in cells) + " |")
     return "\n".join(lines)
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def percent(value: float | None, digits: int = 1) -> str:
+    """A table cell: the value with `digits` decimals, or "–" where there is none (e.g. no utterance of a carrier)."""
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def write_results(results: dict, output_dir: Path) -> None:
@@ -418,7 +416,7 @@ def write_ablation_table(table: dict, directory: Path) -> None:
                 else "(baseline) | | "
             )
             + " | "
-            + " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
+            + " | ".join(percent(carriers.get(c)) for c in CARRIERS)
             + " |"
         )
     for name, scores in summary["teachers"].items():
@@ -426,7 +424,7 @@ def write_ablation_table(table: dict, directory: Path) -> None:
         lines.append(
             f"| {TEACHER_ALONE_ROWS[name]} ({name} teacher alone) | {pm(scores['wa']['mean'], scores['wa']['std'], n)} "
             f"| {pm(scores['ua']['mean'], scores['ua']['std'], n)} | | | | "
-            + " | ".join("–" if carriers.get(c) is None else f"{carriers[c]:.1f}" for c in CARRIERS)
+            + " | ".join(percent(carriers.get(c)) for c in CARRIERS)
             + " |"
         )
     if any(row["per_carrier"] for row in summary["rows"].values()):
