@@ -135,7 +135,10 @@ def main() -> None:
                 result = json.loads((output_dir / "results.json").read_text())
                 results[(seed, row.folder)] = result
                 runs[f"{row.folder}/seed_{seed}"] = {
-                    "command": " ".join(["python", "train.py", *arguments]),
+                    # Gathered: the command the run recorded (it may have been trained by hand, with other flags).
+                    "command": result["config"]["command"]
+                    if args.gather
+                    else " ".join(["python", "train.py", *arguments]),
                     # Folds finished by an earlier invocation are read, not retrained: then this is not training time.
                     "wall_s_of_this_invocation": timing["wall_s"],
                     # The folds' own counts: a resumed run's provenance has only the summarising invocation's.

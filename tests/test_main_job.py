@@ -75,6 +75,8 @@ def test_results_schema_and_artefacts(finished_run):
             assert pooled["voice"]["accuracy"] == pytest.approx(100 * correct / pooled["voice"]["n"])
     assert np.mean([f["ua"] for f in results["folds"]]) == pytest.approx(results["mean"]["ua"])
     assert results["config"]["synthetic_corpus"] and results["config"]["ablation"] == "none"
+    # How the student was fine-tuned is recorded beside its name (the defaults: frozen CNN, last layer).
+    assert results["config"]["freeze_feature_encoder"] is True and results["config"]["use_weighted_layer_sum"] is False
     table = (out / "results.md").read_text()
     assert "| Ours (EmoDistill) (this run) |" in table and "w/o f_S and f_T^P" in table and "| 2 | Ses01_M |" in table
     assert "| Emotion carried by | n | accuracy | linguistic teacher alone | prosodic teacher alone |" in table

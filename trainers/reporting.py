@@ -63,6 +63,8 @@ def run_config(experiment, corpus) -> dict:
             if student == BUNDLED_STUDENT
             else f"`{student}`"
         ),
+        # How the student is fine-tuned (frozen CNN, which layers its heads read): not in its name.
+        **{k: v for k, v in dataclasses.asdict(experiment.student).items() if k != "student_model_name_or_path"},
         "linguistic_backbone": linguistic_backbone_description(experiment.teachers.linguistic_teacher_name_or_path),
         "teachers": dataclasses.asdict(experiment.teachers),
         **{
