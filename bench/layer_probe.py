@@ -24,12 +24,13 @@ import torch
 from common import apply_threads, base_parser, write_result
 from transformers import AutoFeatureExtractor, HubertModel
 
+from emodistill.data_scripts.audio import SAMPLING_RATE
 from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.data_scripts.folds import fold_specs
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, percent
+from emodistill.trainers.reporting import carrier_accuracy, percent, pooled_carrier_accuracy
 from emodistill.trainers.student import BUNDLED_STUDENT, resolve_student
 
 EGEMAPS = "egemaps_functionals"
@@ -43,7 +44,7 @@ def layer_features(model_path: str, waveforms) -> np.ndarray:
     model = HubertModel.from_pretrained(model_path).eval()
     pooled = []
     for waveform in waveforms:
-        inputs = extractor(np.asarray(waveform, dtype=np.float32), sampling_rate=16_000, return_tensors="pt")
+        inputs = extractor(np.asarray(waveform, dtype=np.float32), sampling_rate=SAMPLING_RATE, return_tensors="pt")
         hidden = model(inputs.input_values, output_hidden_states=True).hidden_states
         pooled.append(torch.stack([h[0].mean(0) for h in hidden]).numpy())
     return np.stack(pooled)
@@ -60,7 +61,9 @@ def fit_and_predict(train_x, train_y, test_x, num_labels: int, l2: float) -> np.
     x = torch.from_numpy((train_x - mean) / std).float()
     y = torch.from_numpy(train_y).long()
     linear = torch.nn.Linear(x.shape[1], num_labels)
-    torch.nn.init.zeros_(linear.weight), torch.nn.init.zeros_(linear.bias)  # a convex problem: start anywhere, fixed
+    # A convex problem: any start reaches the optimum; a fixed one makes the run repeatable.
+    torch.nn.init.zeros_(linear.weight)
+    torch.nn.init.zeros_(linear.bias)
     optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=500, line_search_fn="strong_wolfe")
 
     def closure():
@@ -74,25 +77,23 @@ def fit_and_predict(train_x, train_y, test_x, num_labels: int, l2: float) -> np.
         return linear(torch.from_numpy((test_x - mean) / std).float()).argmax(-1).numpy()
 
 
-def probe(features: np.ndarray, labels: np.ndarray, ids: list[str], speakers: np.ndarray, specs, carriers, args):
+def probe(features: np.ndarray, corpus, specs, l2: float) -> dict:
     """One probe over every fold: fold UAs, their mean, and accuracy per carrier pooled over folds."""
-    num_labels = int(labels.max()) + 1
-    fold_ua, pooled = [], {c: {"n": 0, "correct": 0} for c in CARRIERS}
+    ids, num_labels = list(corpus.dataset["id"]), len(corpus.label_names)
+    labels, speakers = np.asarray(corpus.dataset["label"]), np.asarray(corpus.dataset["speaker"])
+    folds = []
     for spec in specs:
         train, test = np.isin(speakers, spec.train), np.isin(speakers, spec.test)
-        predictions = fit_and_predict(features[train], labels[train], features[test], num_labels, args.l2)
-        fold_ua.append(100 * ser_scores(predictions, labels[test], num_labels)["ua"])
-        per_carrier = carrier_accuracy([ids[i] for i in np.flatnonzero(test)], labels[test], predictions, carriers)
-        for carrier, counts in (per_carrier or {}).items():
-            pooled[carrier]["n"] += counts["n"]
-            pooled[carrier]["correct"] += counts["correct"]
-    return {
-        "ua": float(np.mean(fold_ua)),
-        "fold_ua": fold_ua,
-        "per_carrier": None
-        if carriers is None
-        else {c: 100 * v["correct"] / v["n"] if v["n"] else None for c, v in pooled.items()},
-    }
+        predictions = fit_and_predict(features[train], labels[train], features[test], num_labels, l2)
+        test_ids = [ids[i] for i in np.flatnonzero(test)]
+        folds.append(
+            {
+                "ua": 100 * ser_scores(predictions, labels[test], num_labels)["ua"],
+                "per_carrier": carrier_accuracy(test_ids, labels[test], predictions, corpus.carriers),
+            }
+        )
+    fold_ua = [f["ua"] for f in folds]
+    return {"ua": float(np.mean(fold_ua)), "fold_ua": fold_ua, "per_carrier": pooled_carrier_accuracy(folds)}
 
 
 def markdown(report: dict) -> str:
@@ -107,7 +108,7 @@ def markdown(report: dict) -> str:
     ]
     for name, result in report["probes"].items():
         carriers = result["per_carrier"] or {}
-        cells = " | ".join(percent(carriers.get(c)) for c in CARRIERS)
+        cells = " | ".join(percent(carriers[c]["accuracy"] if c in carriers else None) for c in CARRIERS)
         lines.append(f"| {name} | {result['ua']:.2f} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -125,13 +126,10 @@ def main(argv=None):
     utterances = 4 if args.quick else args.synthetic_utterances_per_speaker
     corpus = prepare_corpus(args.data_dir, args.cache_dir, synthetic_utterances_per_speaker=utterances)
     specs = fold_specs(corpus.dataset, args.protocol)[: 2 if args.quick else None]
-    dataset = corpus.dataset
-    ids, labels, speakers = list(dataset["id"]), np.asarray(dataset["label"]), np.asarray(dataset["speaker"])
-
-    layers = layer_features(resolve_student(args.student_model_name_or_path), dataset["input_values"])
+    layers = layer_features(resolve_student(args.student_model_name_or_path), corpus.dataset["input_values"])
     features = {f"layer {i}": layers[:, i] for i in range(layers.shape[1])}
-    features[EGEMAPS] = egemaps_functionals(dataset["egemaps"])
-    probes = {name: probe(x, labels, ids, speakers, specs, corpus.carriers, args) for name, x in features.items()}
+    features[EGEMAPS] = egemaps_functionals(corpus.dataset["egemaps"])
+    probes = {name: probe(x, corpus, specs, args.l2) for name, x in features.items()}
     report = {
         "quick": args.quick,
         "student": args.student_model_name_or_path,

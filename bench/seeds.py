@@ -47,6 +47,7 @@ from emodistill.trainers.reporting import (
     mean_validation_ua,
     paired_comparison,
     percent,
+    pm,
     teachers_over_seeds,
 )
 from emodistill.trainers.results import claim_output_dir
@@ -243,6 +244,8 @@ def markdown(report: dict) -> str:
                 f"| {name} | {seed} | {point['ua'][row]:.2f} | {compared}{point['validation_ua'][row]:.2f} | "
                 f"{'/'.join(map(str, threads))} |"
             )
+        if len(report["per_seed"]) == 1:  # the seed's own line says it all: a std over one seed says nothing
+            continue
         compared = "(baseline) | | | "
         if row in over["vs_ce_only_on_fold_ua_averaged_over_seeds"]:
             c, d = over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row], over["ua_difference_vs_ce_only"][row]
@@ -267,7 +270,7 @@ def markdown(report: dict) -> str:
             ua, wa, carriers = scores["ua"], scores["wa"], scores.get("per_carrier") or {}
             cells = " | ".join(percent(carriers.get(c)) for c in CARRIERS)
             lines.append(
-                f"| {name} | {ua['mean']:.2f} ± {ua['std']:.2f} | {wa['mean']:.2f} ± {wa['std']:.2f} | {cells} |"
+                f"| {name} | {pm(ua['mean'], ua['std'], ua['n'])} | {pm(wa['mean'], wa['std'], wa['n'])} | {cells} |"
             )
     carriers = report["per_carrier_accuracy_averaged_over_seeds"]
     if all(carriers.values()):

@@ -106,7 +106,7 @@ def carrier_accuracy(ids, labels, predictions, carriers: dict[str, str] | None) 
     return table
 
 
-def _pooled_carriers(folds: list[dict]) -> dict | None:
+def pooled_carrier_accuracy(folds: list[dict]) -> dict | None:
     """`carrier_accuracy` of each fold (a student's or a teacher's record) pooled; None if a fold has none (the real
     corpus, or a teacher record written before teachers kept their test predictions)."""
     if any(f.get("per_carrier") is None for f in folds):
@@ -142,14 +142,14 @@ def build_results(folds: list[dict], config: dict, provenance: dict) -> dict:
         scores = [f["teachers"][name] for f in folds if name in f.get("teachers", {})]
         if scores:
             teachers[name] = {m: mean_std([s[m] for s in scores]) for m in ("wa", "ua")}
-            teachers[name]["per_carrier"] = _pooled_carriers(scores)
+            teachers[name]["per_carrier"] = pooled_carrier_accuracy(scores)
     return {
         "folds": folds,
         "fold_numbers": [f["fold"] for f in folds],
         "mean": {m: float(np.mean([f[m] for f in folds])) for m in SCALAR_METRICS},
         "std": {m: float(np.std([f[m] for f in folds])) for m in SCALAR_METRICS},
         "teachers": teachers,
-        "per_carrier": _pooled_carriers(folds),
+        "per_carrier": pooled_carrier_accuracy(folds),
         "label_names": folds[0]["label_names"],
         "config": config,
         "provenance": provenance,
