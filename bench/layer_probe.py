@@ -28,9 +28,8 @@ from emodistill.data_scripts.audio import SAMPLING_RATE
 from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.data_scripts.folds import fold_specs
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
-from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, percent, pooled_carrier_accuracy
+from emodistill.trainers.reporting import carrier_accuracy, carrier_cells, pooled_carrier_accuracy
 from emodistill.trainers.student import BUNDLED_STUDENT, resolve_student
 
 EGEMAPS = "egemaps_functionals"
@@ -107,9 +106,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name, result in report["probes"].items():
-        carriers = result["per_carrier"] or {}
-        cells = " | ".join(percent(carriers[c]["accuracy"] if c in carriers else None) for c in CARRIERS)
-        lines.append(f"| {name} | {result['ua']:.2f} | {cells} |")
+        accuracy = {carrier: row["accuracy"] for carrier, row in (result["per_carrier"] or {}).items()}
+        lines.append(f"| {name} | {result['ua']:.2f} | {carrier_cells(accuracy)} |")
     return "\n".join(lines) + "\n"
 
 

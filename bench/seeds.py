@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 from main_job import QUICK, measure
 
-from emodistill.data_scripts.synthetic_iemocap import CARRIERS
 from emodistill.trainers.arguments import ABLATIONS, CE_ONLY, FULL_METHOD
 from emodistill.trainers.reporting import (
+    carrier_cells,
     fold_ua,
     format_p,
     mean_carrier_accuracy,
@@ -267,8 +267,7 @@ def markdown(report: dict) -> str:
                   "emotion carrier averaged over seeds (%):", ""]  # fmt: skip
         lines += ["| Teacher | test UA | test WA | words | voice | both |", "|---|---|---|---|---|---|"]
         for name, scores in teachers.items():
-            ua, wa, carriers = scores["ua"], scores["wa"], scores.get("per_carrier") or {}
-            cells = " | ".join(percent(carriers.get(c)) for c in CARRIERS)
+            ua, wa, cells = scores["ua"], scores["wa"], carrier_cells(scores.get("per_carrier"))
             lines.append(
                 f"| {name} | {pm(ua['mean'], ua['std'], ua['n'])} | {pm(wa['mean'], wa['std'], wa['n'])} | {cells} |"
             )

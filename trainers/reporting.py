@@ -219,6 +219,11 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def carrier_cells(accuracy: dict[str, float | None] | None) -> str:
+    """The `words | voice | both` cells of a table row from accuracies by carrier ("–" for each without one)."""
+    return " | ".join(percent((accuracy or {}).get(carrier)) for carrier in CARRIERS)
+
+
 def write_results(results: dict, output_dir: Path) -> None:
     output_dir = Path(output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -408,7 +413,6 @@ def write_ablation_table(table: dict, directory: Path) -> None:
     ]
     for row in summary["rows"].values():
         versus = row.get("vs_ce_only")
-        carriers = row["per_carrier"] or {}
         lines.append(
             f"| {row['paper_row']} | {pm(row['wa']['mean'], row['wa']['std'], n)} | "
             f"{pm(row['ua']['mean'], row['ua']['std'], n)} | "
@@ -418,16 +422,13 @@ def write_ablation_table(table: dict, directory: Path) -> None:
                 else "(baseline) | | "
             )
             + " | "
-            + " | ".join(percent(carriers.get(c)) for c in CARRIERS)
+            + carrier_cells(row["per_carrier"])
             + " |"
         )
     for name, scores in summary["teachers"].items():
-        carriers = scores["per_carrier"] or {}
         lines.append(
             f"| {TEACHER_ALONE_ROWS[name]} ({name} teacher alone) | {pm(scores['wa']['mean'], scores['wa']['std'], n)} "
-            f"| {pm(scores['ua']['mean'], scores['ua']['std'], n)} | | | | "
-            + " | ".join(percent(carriers.get(c)) for c in CARRIERS)
-            + " |"
+            f"| {pm(scores['ua']['mean'], scores['ua']['std'], n)} | | | | {carrier_cells(scores['per_carrier'])} |"
         )
     if any(row["per_carrier"] for row in summary["rows"].values()):
         lines += [
