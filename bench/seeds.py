@@ -53,8 +53,9 @@ from emodistill.trainers.reporting import (
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
-# What a row may set besides an ablation: the loss weights of Eq. (5) and the teachers' temperatures.
-SETTINGS = ("alpha", "beta", "gamma", "tau_linguistic", "tau_prosodic")
+# What a row may set besides an ablation: the loss weights of Eq. (5) (and the prosodic teacher's own logit weight)
+# and the teachers' temperatures.
+SETTINGS = ("alpha", "alpha_prosodic", "beta", "gamma", "tau_linguistic", "tau_prosodic")
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,19 @@ def test_alpha_and_beta_zero_is_the_ce_baseline_without_teachers():
     assert only_embeddings.live_terms == ["ce", "embedding_kd"] and only_embeddings.teachers_needed == ("linguistic",)
 
 
+def test_the_prosodic_logit_weight_decides_which_teachers_are_read():
+    default = parse().training
+    assert default.alpha_prosodic is None and default.logit_weights == {"linguistic": 0.25, "prosodic": 0.25}
+    training = parse("--alpha", "0", "--beta", "0", "--alpha_prosodic", "1").training
+    assert training.logit_weights == {"linguistic": 0.0, "prosodic": 1.0}
+    assert training.live_terms == ["ce", "logits_kd"] and training.teachers_needed == ("prosodic",)
+    silenced = parse("--alpha_prosodic", "0", "--beta", "0").training
+    assert silenced.live_terms == ["ce", "logits_kd"] and silenced.teachers_needed == ("linguistic",)
+    assert parse(
+        "--alpha_prosodic", "0", "--beta", "0", "--ablation", "no_linguistic_teacher"
+    ).training.live_terms == ["ce"]
+
+
 def test_the_ablation_sets_its_switches_and_a_new_one_resets_them():
     experiment = parse("--ablation", "no_teachers")
     assert not experiment.training.use_linguistic_teacher and not experiment.training.use_prosodic_teacher

@@ -131,6 +131,23 @@ def test_emodistill_loss_matches_hand_computation(ablation, weights):
     assert out.ce.item() == pytest.approx(ce, rel=1e-5)
 
 
+@pytest.mark.parametrize("ablation", ["full", "no_linguistic_teacher", "no_prosodic_teacher"])
+def test_the_prosodic_logit_weight_replaces_alpha_for_that_teacher_only(ablation):
+    inputs = {k: v for k, v in full_inputs().items() if k not in ABLATIONS[ablation]}
+    settings = dict(beta=0.5, gamma=1.0, tau_linguistic=4.0, tau_prosodic=0.5)
+    out = emodistill_loss(t(STUDENT), torch.tensor(LABELS), **inputs, alpha=0.25, alpha_prosodic=2.0, **settings)
+    linguistic = kd_by_hand(STUDENT, LINGUISTIC, 4.0) if "linguistic_logits" in inputs else 0.0
+    prosodic = kd_by_hand(STUDENT, PROSODIC, 0.5) if "prosodic_logits" in inputs else 0.0
+    _, _, embedding_kd, ce = by_hand(inputs, 0.0, 0.5, 1.0, 4.0, 0.5)
+    assert out.loss.item() == pytest.approx(0.25 * linguistic + 2.0 * prosodic + 0.5 * embedding_kd + ce, rel=1e-5)
+    assert out.logits_kd.item() == pytest.approx(linguistic + prosodic, rel=1e-5)  # logged unweighted, as before
+    # Left out, or equal to alpha, it is Eq. (5) as written, to the bit.
+    plain = emodistill_loss(t(STUDENT), torch.tensor(LABELS), **inputs, alpha=0.25, **settings)
+    same = emodistill_loss(t(STUDENT), torch.tensor(LABELS), **inputs, alpha=0.25, alpha_prosodic=0.25, **settings)
+    assert plain.loss.item() == same.loss.item()
+    assert plain.loss.item() == pytest.approx(0.25 * (linguistic + prosodic) + 0.5 * embedding_kd + ce, rel=1e-5)
+
+
 def test_no_teachers_is_plain_cross_entropy():
     out = emodistill_loss(t(STUDENT), torch.tensor(LABELS), gamma=2.0)
     assert out.logits_kd.item() == 0.0 and out.embedding_kd.item() == 0.0
@@ -172,3 +189,5 @@ def test_bad_arguments_raise_clear_errors():
         emodistill_loss(t(STUDENT), labels, prosodic_embedding=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="`beta` must be >= 0"):
         emodistill_loss(t(STUDENT), labels, beta=-0.1)
+    with pytest.raises(ValueError, match="`alpha_prosodic` must be >= 0"):
+        emodistill_loss(t(STUDENT), labels, alpha_prosodic=-1.0)

@@ -46,6 +46,13 @@ class EmoDistillTrainingArguments(TrainingArguments):
     alpha: float = field(default=1.0, metadata={"help": "Weight of the logit-level KD term L_logits, Eq. (1)."})
     beta: float = field(default=1.0, metadata={"help": "Weight of the embedding-level KD term L_embeddings, Eq. (3)."})
     gamma: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy term L_CE."})
+    alpha_prosodic: float | None = field(
+        default=None,
+        metadata={
+            "help": "Weight of the prosodic teacher's logit term in place of alpha (our extension of Eq. (5); "
+            "default: alpha, the paper's single weight)."
+        },
+    )
     tau_linguistic: float = field(
         default=1.0, metadata={"help": "Temperature of the linguistic teacher's softmax in L_logits, Eq. (2)."}
     )
@@ -78,8 +85,8 @@ class EmoDistillTrainingArguments(TrainingArguments):
             raise ValueError(f"Unknown ablation {self.ablation!r}; choose one of {list(ABLATIONS)}.")
         for name, value in ABLATIONS[self.ablation].switches.items():
             setattr(self, name, value)
-        for name in ("alpha", "beta", "gamma"):
-            if getattr(self, name) < 0:
+        for name in ("alpha", "beta", "gamma", "alpha_prosodic"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         for name in ("tau_linguistic", "tau_prosodic"):
             if not getattr(self, name) > 0:
@@ -89,31 +96,44 @@ class EmoDistillTrainingArguments(TrainingArguments):
                 "`remove_unused_columns=True` would drop the audio and teacher columns before the collator sees them; "
                 "EmoDistill needs it False."
             )
-        if self.alpha == self.beta == self.gamma == 0:
+        if self.alpha == self.beta == self.gamma == 0 and not self.alpha_prosodic:
             raise ValueError("alpha, beta and gamma are all 0: the loss would be identically zero.")
         if not self.live_terms:
             raise ValueError(
                 f"No term of the loss is live (ablation {self.ablation!r}, teachers "
                 f"{[t for t in TEACHERS if getattr(self, f'use_{t}_teacher')]}, alpha={self.alpha}, "
-                f"beta={self.beta}, gamma={self.gamma}): every batch would have loss 0. Give the remaining terms a "
-                "positive weight."
+                f"alpha_prosodic={self.logit_weights['prosodic']}, beta={self.beta}, gamma={self.gamma}): every "
+                "batch would have loss 0. Give the remaining terms a positive weight."
             )
         super().__post_init__()
 
     @property
+    def logit_weights(self) -> dict[str, float]:
+        """Each teacher's weight in L_logits: alpha, and alpha_prosodic for the prosodic teacher when it is set."""
+        return {
+            "linguistic": self.alpha,
+            "prosodic": self.alpha if self.alpha_prosodic is None else self.alpha_prosodic,
+        }
+
+    def _reads_teacher(self, teacher: str) -> dict[str, bool]:
+        """Which KD levels read `teacher`: switched on, with a positive weight."""
+        if not getattr(self, f"use_{teacher}_teacher"):
+            return {"logits_kd": False, "embedding_kd": False}
+        return {
+            "logits_kd": self.use_logit_kd and self.logit_weights[teacher] > 0,
+            "embedding_kd": self.use_embedding_kd and self.beta > 0,
+        }
+
+    @property
     def live_terms(self) -> list[str]:
         """The loss terms that contribute: `"ce"`, `"logits_kd"`, `"embedding_kd"` (KD ones only with a teacher)."""
-        any_teacher = self.use_linguistic_teacher or self.use_prosodic_teacher
         terms = ["ce"] if self.gamma > 0 else []
-        if any_teacher and self.use_logit_kd and self.alpha > 0:
-            terms.append("logits_kd")
-        if any_teacher and self.use_embedding_kd and self.beta > 0:
-            terms.append("embedding_kd")
+        for term in ("logits_kd", "embedding_kd"):
+            if any(self._reads_teacher(teacher)[term] for teacher in TEACHERS):
+                terms.append(term)
         return terms
 
     @property
     def teachers_needed(self) -> tuple[str, ...]:
         """The teachers a live KD term reads (none for the CE baseline: then no teacher is trained or run)."""
-        if not {"logits_kd", "embedding_kd"} & set(self.live_terms):
-            return ()
-        return tuple(t for t in TEACHERS if getattr(self, f"use_{t}_teacher"))
+        return tuple(t for t in TEACHERS if any(self._reads_teacher(t).values()))

@@ -4,6 +4,9 @@
     L_embeddings = L_cos(z'_L, z_L) + L_cos(z'_P, z_P)                       (3), (4)
     L_EmoDistill = alpha * L_logits + beta * L_embeddings + gamma * L_CE     (5)
 
+`alpha_prosodic`, when given, weighs the prosodic teacher's logit term in place of alpha (our extension; left out it
+is alpha, Eq. (5) as written).
+
 A teacher passed as `None` drops its terms, which is how the paper's ablations are run. Every term is computed in
 float32 whatever the dtype of the inputs (bf16/fp16 autocast would otherwise lose the small KL values).
 """
@@ -92,6 +95,7 @@ def emodistill_loss(
     gamma: float = 1.0,
     tau_linguistic: float = 1.0,
     tau_prosodic: float = 1.0,
+    alpha_prosodic: float | None = None,
 ) -> EmoDistillLossOutput:
     """
     The full EmoDistill loss, Eq. (5): alpha * L_logits + beta * L_embeddings + gamma * L_CE.
@@ -105,8 +109,10 @@ def emodistill_loss(
         student_prosodic_embedding, prosodic_embedding: `(batch, d_P)` z'_P and z_P, or `None` (both or neither).
         alpha, beta, gamma: weights of the logit KD, embedding KD and cross-entropy terms (>= 0).
         tau_linguistic, tau_prosodic: distillation temperatures per teacher (> 0).
+        alpha_prosodic: the weight of the prosodic teacher's logit term (>= 0); `None`: alpha.
     Returns:
-        [`EmoDistillLossOutput`]; a dropped level contributes an exact zero.
+        [`EmoDistillLossOutput`] (its `logits_kd` is the unweighted sum of both teachers' terms); a dropped level
+        contributes an exact zero.
     """
     if student_logits.dim() != 2:
         raise ValueError(f"`student_logits` must have shape (batch, num_labels), got {tuple(student_logits.shape)}.")
@@ -117,15 +123,27 @@ def emodistill_loss(
         raise ValueError(
             f"labels must lie in [0, {num_labels}), got values from {labels.min().item()} to {labels.max().item()}."
         )
-    for name, weight in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+    if alpha_prosodic is None:
+        alpha_prosodic = alpha
+    for name, weight in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("alpha_prosodic", alpha_prosodic)):
         if weight < 0:
             raise ValueError(f"`{name}` must be >= 0, got {weight}.")
 
     zero = student_logits.new_zeros((), dtype=torch.float32)
-    logits_kd = zero
-    for teacher_logits, temperature in ((linguistic_logits, tau_linguistic), (prosodic_logits, tau_prosodic)):
-        if teacher_logits is not None:
-            logits_kd = logits_kd + logit_kd_loss(student_logits, teacher_logits, temperature)
+    logit_terms = {
+        teacher: logit_kd_loss(student_logits, teacher_logits, temperature)
+        for teacher, teacher_logits, temperature in (
+            ("linguistic", linguistic_logits, tau_linguistic),
+            ("prosodic", prosodic_logits, tau_prosodic),
+        )
+        if teacher_logits is not None
+    }
+    logits_kd = sum(logit_terms.values(), zero)
+    if alpha_prosodic == alpha:  # Eq. (5) as written, summed in its order: one float path with and without the option
+        weighted_logits_kd = alpha * logits_kd
+    else:
+        weights = {"linguistic": alpha, "prosodic": alpha_prosodic}
+        weighted_logits_kd = sum((weights[teacher] * term for teacher, term in logit_terms.items()), zero)
 
     embedding_kd = zero
     for name, student_embedding, teacher_embedding in (
@@ -138,5 +156,5 @@ def emodistill_loss(
             embedding_kd = embedding_kd + embedding_kd_loss(student_embedding, teacher_embedding)
 
     ce = F.cross_entropy(student_logits.float(), labels)
-    loss = alpha * logits_kd + beta * embedding_kd + gamma * ce
+    loss = weighted_logits_kd + beta * embedding_kd + gamma * ce
     return EmoDistillLossOutput(loss=loss, logits_kd=logits_kd, embedding_kd=embedding_kd, ce=ce)

@@ -71,6 +71,7 @@ def run_config(experiment, corpus) -> dict:
             k: getattr(training, k)
             for k in (
                 "alpha",
+                "alpha_prosodic",
                 "beta",
                 "gamma",
                 "tau_linguistic",
@@ -489,6 +490,7 @@ def model_card(results: dict, fold: dict, repo_id: str) -> ModelCard:
         linguistic_backbone=config["linguistic_backbone"],
         student_description=config["student_description"],
         alpha=config["alpha"],
+        alpha_prosodic=config.get("alpha_prosodic"),  # absent from records written before the option
         beta=config["beta"],
         gamma=config["gamma"],
         tau_linguistic=config["tau_linguistic"],

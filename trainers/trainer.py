@@ -152,6 +152,7 @@ class EmoDistillTrainer(Trainer):
             gamma=self.args.gamma,
             tau_linguistic=self.args.tau_linguistic,
             tau_prosodic=self.args.tau_prosodic,
+            alpha_prosodic=self.args.alpha_prosodic,
         )
         for name in ("ce", "logits_kd", "embedding_kd"):
             value = getattr(losses, name).detach()
