@@ -228,3 +228,20 @@ def test_seeds(tmp_path):
     for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
         if not log.name.endswith(".gather.log"):
             assert log.read_text().count("already finished with these settings: kept") == 2, log.name
+    # The level probe on the full method's run of seed 0: its teacher and student, as recorded and at one level.
+    output = tmp_path / "level_invariance.json"
+    probe = [sys.executable, str(BENCH / "level_invariance.py"), "--run_dir", str(runs_dir / "seed_0" / "none")]
+    probe += ["--synthetic_utterances_per_speaker", "4", "--threads", "1", "--output", str(output)]
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]  # it also checks the teacher against its cached predictions
+    levels = json.loads(output.read_text())
+    run = json.loads((runs_dir / "seed_0" / "none" / "results.json").read_text())
+    assert levels["benchmark"] == "level_invariance" and len(levels["folds"]) == 2 and levels["utterances"] == 8
+    # As recorded, each model scores what the run recorded (the student one utterance at a time, the run batched).
+    as_recorded = levels["summary"]
+    assert as_recorded["teacher, as recorded"]["ua"] == pytest.approx(run["teachers"]["prosodic"]["ua"]["mean"])
+    assert as_recorded["student, as recorded"]["ua"] == pytest.approx(run["mean"]["ua"])
+    # The student normalises every utterance: the level changes none of its predictions.
+    assert levels["student_predictions_changed"] == 0 and levels["student_max_probability_change"] < 1e-4
+    assert set(as_recorded["teacher, one level"]["per_carrier"]) == {"words", "voice", "both"}
+    assert "| teacher, one level |" in output.with_suffix(".md").read_text()

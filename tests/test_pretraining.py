@@ -161,10 +161,23 @@ def test_the_bundled_student_is_a_small_hub_layout_checkpoint():
     summary = json.loads((BUNDLED_STUDENT_DIR / "pretraining.json").read_text())
     assert "emodistill-pretrain-student" in (BUNDLED_STUDENT_DIR / "README.md").read_text()
     assert summary["corpus"]["num_utterances"] >= 1000
-    student, _ = build_student(
+    student, extractor = build_student(
         BUNDLED_STUDENT, ["a", "b", "c", "d"], linguistic_embedding_dim=8, prosodic_embedding_dim=8
     )
     assert student.config.hidden_size == config["hidden_size"]
+    # It normalises each utterance, as it was pretrained: an utterance 12 dB louder is the same input.
+    waveform = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.05
+    louder = extractor(waveform * 4, sampling_rate=16_000).input_values[0]
+    assert extractor.do_normalize and np.allclose(
+        extractor(waveform, sampling_rate=16_000).input_values[0], louder, atol=1e-4
+    )
+    # `normalize_waveform=False` (the job's --normalize_waveform false) hands the student the waveform as it is.
+    _, raw = build_student(
+        BUNDLED_STUDENT, ["a", "b"], linguistic_embedding_dim=8, prosodic_embedding_dim=8, normalize_waveform=False
+    )
+    assert not raw.do_normalize and np.array_equal(
+        raw(waveform * 4, sampling_rate=16_000).input_values[0], waveform * 4
+    )
 
 
 def test_a_missing_bundled_student_names_its_folder_and_the_rebuild_command(tmp_path, monkeypatch):

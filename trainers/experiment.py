@@ -58,6 +58,14 @@ class StudentArguments:
         default=False,
         metadata={"help": "Pool a learnt softmax-weighted sum of all layers (SUPERB) instead of the last."},
     )
+    normalize_waveform: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Scale each utterance to zero mean and unit variance before the student (default: as the "
+            "checkpoint's feature extractor says, `do_normalize`: true for the shipped student). Normalised, the "
+            "student never hears how loud an utterance is (bench/level_invariance.py)."
+        },
+    )
 
 
 @dataclass

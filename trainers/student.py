@@ -39,11 +39,13 @@ def build_student(
     prosodic_embedding_dim: int,
     freeze_feature_encoder: bool = True,
     use_weighted_layer_sum: bool = False,
+    normalize_waveform: bool | None = None,
 ) -> tuple[EmoDistillForAudioClassification, Wav2Vec2FeatureExtractor]:
     """
     The student and its feature extractor, loaded as the paper loads `facebook/hubert-base-ls960`: the checkpoint's
     HuBERT weights, fresh classifier and projection heads sized for the teachers' embeddings, and the checkpoint's
-    own feature extractor (which decides whether the model gets an attention mask).
+    own feature extractor (which decides whether the model gets an attention mask), with `do_normalize` replaced by
+    `normalize_waveform` when that is given (the fold model saves it: the pipeline then reads audio the same way).
     """
     path = resolve_student(model_name_or_path)
     # The fresh heads are expected: transformers' table of "MISSING" weights would be noise in every fold's log. What
@@ -74,7 +76,10 @@ def build_student(
         )
     if freeze_feature_encoder:
         model.freeze_feature_encoder()
-    return model, AutoFeatureExtractor.from_pretrained(path)
+    extractor = AutoFeatureExtractor.from_pretrained(path)
+    if normalize_waveform is not None:
+        extractor.do_normalize = normalize_waveform
+    return model, extractor
 
 
 def random_crop_transform(max_samples: int):
