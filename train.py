@@ -41,7 +41,7 @@ from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.trainers.cross_validation import ablation_table, cross_validate, gather, tau_sweep
 from emodistill.trainers.experiment import Experiment, parse_experiment
 from emodistill.trainers.reporting import pm
-from emodistill.trainers.results import ConfigurationMismatchError
+from emodistill.trainers.results import ConfigurationMismatchError, git_commit, source_digest
 
 logger = logging.getLogger("emodistill.train")
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     experiment = parse_experiment(sys.argv[1:] if argv is None else argv)
     check_one_distributed_job(experiment)
     setup_logging(experiment)
+    source_digest(), git_commit()  # the code this process runs, read now: results name it, not a later commit's
     started = time.time()
     try:
         results = run(experiment)

@@ -14,6 +14,7 @@ import pytest
 
 from emodistill.data_scripts.corpus import OTHER_NAME, SYNTHETIC_NAME, prepare_corpus
 from emodistill.data_scripts.synthetic_iemocap import CONFIG_FILENAME
+from emodistill.trainers import results as results_module
 from emodistill.trainers.results import RUN_MARKER
 
 from tiny_models import TINY_JOB_ARGS
@@ -152,3 +153,15 @@ def test_fold_parallel_jobs_are_gathered_and_other_settings_refused(run, tmp_pat
     assert train(root / "cache", shared, "--folds", "3", "--learning_rate", "0.001").returncode == 0
     refused = train(root / "cache", shared, "--gather")
     assert refused.returncode != 0 and "training.learning_rate: 0.0003 -> 0.001" in refused.stderr
+
+
+def test_the_commit_and_code_are_read_once_per_process(monkeypatch):
+    """A commit made while a job runs is not the code the job runs: results name the one read at the start."""
+    results_module.git_commit.cache_clear()
+    first, digest = results_module.git_commit(), results_module.source_digest()
+
+    def git_again(*args, **kwargs):
+        raise AssertionError("git was asked again")
+
+    monkeypatch.setattr(results_module.subprocess, "run", git_again)
+    assert results_module.git_commit() == first and results_module.source_digest() == digest

@@ -59,8 +59,10 @@ def source_digest() -> str:
     return digest.hexdigest()[:20]
 
 
+@functools.cache
 def git_commit() -> dict | None:
-    """The checkout's commit and whether it has uncommitted changes, when the package runs from a git checkout."""
+    """The checkout's commit and whether it has uncommitted changes, when the package runs from a git checkout. Read
+    once per process, like `source_digest`: a commit made while a job runs is not the code the job runs."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
