@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from emodistill.trainers.reporting import carrier_cells
 from emodistill.trainers.results import cpu_arithmetic
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -96,10 +97,23 @@ def side_summary(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "per_repetition_s": times}
 
 
-def write_result(name: str, result: dict, output: Path | None) -> Path:
+def write_result(name: str, result: dict, output: Path | None, markdown: Callable[[dict], str] | None = None) -> Path:
+    """Writes `<name>.json` (the result, the machine and the command) and, given `markdown`, the table it renders
+    from that JSON beside it (`<name>.md`)."""
     path = output or RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": name, "machine": machine_info(), **result}
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     path.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown is not None:
+        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
     return path
+
+
+def ua_and_carrier_rows(results: dict[str, dict]) -> list[str]:
+    """Markdown rows `| name | UA | words | voice | both |` of results holding `ua` and pooled `per_carrier`."""
+    rows = []
+    for name, result in results.items():
+        accuracy = {carrier: row["accuracy"] for carrier, row in (result["per_carrier"] or {}).items()}
+        rows.append(f"| {name} | {result['ua']:.2f} | {carrier_cells(accuracy)} |")
+    return rows

@@ -17,11 +17,9 @@ within reach. One that probes near chance has (linearly) discarded it.
     python bench/layer_probe.py --quick      # 4 utterances per speaker, folds 1-2
 """
 
-import json
-
 import numpy as np
 import torch
-from common import apply_threads, base_parser, write_result
+from common import apply_threads, base_parser, ua_and_carrier_rows, write_result
 from transformers import AutoFeatureExtractor, HubertModel
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
@@ -29,7 +27,7 @@ from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.data_scripts.folds import fold_specs
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, carrier_cells, pooled_carrier_accuracy
+from emodistill.trainers.reporting import carrier_accuracy, pooled_carrier_accuracy
 from emodistill.trainers.student import BUNDLED_STUDENT, resolve_student
 
 EGEMAPS = "egemaps_functionals"
@@ -105,9 +103,7 @@ def markdown(report: dict) -> str:
         "| Probe on | UA | words | voice | both |",
         "|---|---|---|---|---|",
     ]
-    for name, result in report["probes"].items():
-        accuracy = {carrier: row["accuracy"] for carrier, row in (result["per_carrier"] or {}).items()}
-        lines.append(f"| {name} | {result['ua']:.2f} | {carrier_cells(accuracy)} |")
+    lines += ua_and_carrier_rows(report["probes"])
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +132,7 @@ def main(argv=None):
         "l2": args.l2,
         "probes": probes,
     }
-    path = write_result("layer_probe", report, args.output)
-    path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))  # with the machine and command
+    path = write_result("layer_probe", report, args.output, markdown)
     print(f"wrote {path}")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import apply_threads, base_parser, write_result
+from common import apply_threads, base_parser, ua_and_carrier_rows, write_result
 from transformers import AutoFeatureExtractor
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
@@ -32,7 +32,7 @@ from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers.collator import pad_descriptors
 from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, carrier_cells, pooled_carrier_accuracy
+from emodistill.trainers.reporting import carrier_accuracy, pooled_carrier_accuracy
 from emodistill.trainers.teachers import ProsodicResNetTeacher
 
 VERSIONS = ("as recorded", "one level")
@@ -147,9 +147,7 @@ def markdown(report: dict) -> str:
         "| Model, audio | UA | words | voice | both |",
         "|---|---|---|---|---|",
     ]
-    for name, result in report["summary"].items():
-        accuracy = {carrier: row["accuracy"] for carrier, row in (result["per_carrier"] or {}).items()}
-        lines.append(f"| {name} | {result['ua']:.2f} | {carrier_cells(accuracy)} |")
+    lines += ua_and_carrier_rows(report["summary"])
     lines += [
         "",
         f"The student's predictions the level changed: {report['student_predictions_changed']} of "
@@ -195,8 +193,7 @@ def main(argv=None):
         "student_max_probability_change": max(f["student_max_probability_change"] for f in folds),
         "folds": folds,
     }
-    path = write_result("level_invariance", report, args.output)
-    path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))  # with the machine and command
+    path = write_result("level_invariance", report, args.output, markdown)
     print(f"wrote {path}")
 
 
