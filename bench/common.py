@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from emodistill.trainers.reporting import carrier_cells
+from emodistill.trainers.metrics import ser_scores
+from emodistill.trainers.reporting import carrier_accuracy, carrier_cells
 from emodistill.trainers.results import cpu_arithmetic
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -108,6 +109,14 @@ def write_result(name: str, result: dict, output: Path | None, markdown: Callabl
     if markdown is not None:
         path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
     return path
+
+
+def fold_scores(ids, labels, predictions, carriers: dict[str, str] | None, num_labels: int) -> dict:
+    """One fold's test UA (%) and accuracy per emotion carrier, the record `pooled_carrier_accuracy` pools."""
+    return {
+        "ua": 100 * ser_scores(predictions, labels, num_labels)["ua"],
+        "per_carrier": carrier_accuracy(ids, labels, predictions, carriers),
+    }
 
 
 def ua_and_carrier_rows(results: dict[str, dict]) -> list[str]:

@@ -19,15 +19,14 @@ within reach. One that probes near chance has (linearly) discarded it.
 
 import numpy as np
 import torch
-from common import apply_threads, base_parser, ua_and_carrier_rows, write_result
+from common import apply_threads, base_parser, fold_scores, ua_and_carrier_rows, write_result
 from transformers import AutoFeatureExtractor, HubertModel
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
 from emodistill.data_scripts.corpus import prepare_corpus
 from emodistill.data_scripts.folds import fold_specs
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
-from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, pooled_carrier_accuracy
+from emodistill.trainers.reporting import pooled_carrier_accuracy
 from emodistill.trainers.student import BUNDLED_STUDENT, resolve_student
 
 EGEMAPS = "egemaps_functionals"
@@ -83,12 +82,7 @@ def probe(features: np.ndarray, corpus, specs, l2: float) -> dict:
         train, test = np.isin(speakers, spec.train), np.isin(speakers, spec.test)
         predictions = fit_and_predict(features[train], labels[train], features[test], num_labels, l2)
         test_ids = [ids[i] for i in np.flatnonzero(test)]
-        folds.append(
-            {
-                "ua": 100 * ser_scores(predictions, labels[test], num_labels)["ua"],
-                "per_carrier": carrier_accuracy(test_ids, labels[test], predictions, corpus.carriers),
-            }
-        )
+        folds.append(fold_scores(test_ids, labels[test], predictions, corpus.carriers, num_labels))
     fold_ua = [f["ua"] for f in folds]
     return {"ua": float(np.mean(fold_ua)), "fold_ua": fold_ua, "per_carrier": pooled_carrier_accuracy(folds)}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import apply_threads, base_parser, ua_and_carrier_rows, write_result
+from common import apply_threads, base_parser, fold_scores, ua_and_carrier_rows, write_result
 from transformers import AutoFeatureExtractor
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
@@ -31,8 +31,7 @@ from emodistill.data_scripts.egemaps import extract_egemaps
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers.collator import pad_descriptors
-from emodistill.trainers.metrics import ser_scores
-from emodistill.trainers.reporting import carrier_accuracy, pooled_carrier_accuracy
+from emodistill.trainers.reporting import pooled_carrier_accuracy
 from emodistill.trainers.teachers import ProsodicResNetTeacher
 
 VERSIONS = ("as recorded", "one level")
@@ -56,22 +55,13 @@ def teacher_predictions(teacher: ProsodicResNetTeacher, descriptors: list[np.nda
 
 
 @torch.no_grad()
-def student_probabilities(model_dir: Path, waveforms: list[np.ndarray]) -> np.ndarray:
+def student_probabilities(model, extractor, waveforms: list[np.ndarray]) -> np.ndarray:
     """`(utterances, classes)` class probabilities of a saved student, one utterance at a time."""
-    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    model = EmoDistillForAudioClassification.from_pretrained(model_dir).eval()
     rows = []
     for waveform in waveforms:
         inputs = extractor(waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         rows.append(model(inputs.input_values).logits.softmax(-1)[0].numpy())
     return np.stack(rows)
-
-
-def score(ids, labels, predictions, carriers, num_labels) -> dict:
-    return {
-        "ua": 100 * ser_scores(predictions, labels, num_labels)["ua"],
-        "per_carrier": carrier_accuracy(ids, labels, predictions, carriers),
-    }
 
 
 def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path, level: float) -> dict:
@@ -105,18 +95,20 @@ def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path,
         raise RuntimeError(f"{entry}: the teacher's predictions on the recorded test eGeMAPS differ from its cache's")
     at_one_level = teacher_predictions(teacher, [extract_egemaps(w, SAMPLING_RATE) for w in levelled], batch_size)
 
-    student = {
-        version: student_probabilities(fold_dir / "model", w) for version, w in zip(VERSIONS, (recorded, levelled))
-    }
+    extractor = AutoFeatureExtractor.from_pretrained(fold_dir / "model")
+    model = EmoDistillForAudioClassification.from_pretrained(fold_dir / "model").eval()
+    student = {v: student_probabilities(model, extractor, w) for v, w in zip(VERSIONS, (recorded, levelled))}
     changed = student[VERSIONS[0]].argmax(-1) != student[VERSIONS[1]].argmax(-1)
     return {
         "fold": record["fold"],
         "test_speakers": record["test_speakers"],
         "teacher": {
-            VERSIONS[0]: score(ids, labels, as_recorded, corpus.carriers, num_labels),
-            VERSIONS[1]: score(ids, labels, at_one_level, corpus.carriers, num_labels),
+            VERSIONS[0]: fold_scores(ids, labels, as_recorded, corpus.carriers, num_labels),
+            VERSIONS[1]: fold_scores(ids, labels, at_one_level, corpus.carriers, num_labels),
         },
-        "student": {v: score(ids, labels, p.argmax(-1), corpus.carriers, num_labels) for v, p in student.items()},
+        "student": {
+            v: fold_scores(ids, labels, p.argmax(-1), corpus.carriers, num_labels) for v, p in student.items()
+        },
         "student_predictions_changed": int(changed.sum()),
         "student_max_probability_change": float(np.abs(student[VERSIONS[0]] - student[VERSIONS[1]]).max()),
         "levels_db": [20 * np.log10(rms(w)) for w in recorded],
