@@ -8,13 +8,19 @@ script measures how much of each model's accuracy rests on the level: for every 
 - the run's **prosodic teacher** (the cache entry the fold's record names, or that of `--teachers_run_dir`'s fold) on the test speaker's eGeMAPS as
   recorded — which must give the test predictions the cache holds — and on eGeMAPS extracted again after each
   utterance is scaled to one RMS (the corpus's median RMS: level removed, nothing else changed);
-- the fold's **student** (`fold_XX/model`) on both versions of the same waveforms, one utterance at a time.
+- the fold's **student** (`fold_XX/model`) on both versions of the same waveforms, one utterance at a time;
+- with `--train_at_one_level`, a prosodic teacher **trained at one level**: the fold's teacher trained again by its
+  recipe, seed and speakers on eGeMAPS of every utterance at that level (cached beside it), scored on the test
+  speaker at that level. It measures what pitch, rate, voice quality and spectrum — the voice without its level —
+  teach. The script first checks that the recorded descriptors would give the cached teacher's own cache key, i.e.
+  that only the level differs (run it with the teacher's thread count: its float path is part of the key).
 
 Reported per model and version: test UA (mean over folds) and accuracy per emotion carrier (words / voice / both)
 pooled over folds, and how many of the student's predictions the level changed.
 
     python bench/level_invariance.py --run_dir outputs/emodistill --threads 1   # the run's cache: --cache_dir
     python bench/level_invariance.py --run_dir ... --quick                    # its first two folds
+    python bench/level_invariance.py --run_dir ... --train_at_one_level       # + a teacher trained without level
 """
 
 import json
@@ -32,9 +38,13 @@ from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers.collator import pad_descriptors
 from emodistill.trainers.reporting import pooled_carrier_accuracy
+from emodistill.trainers.teacher_training import TeacherArguments, float_path, teacher_cache_key, train_teacher
 from emodistill.trainers.teachers import ProsodicResNetTeacher
 
 VERSIONS = ("as recorded", "one level")
+LEVEL_FREE_TEACHER = "teacher trained at one level"
+# Which speakers of a cached teacher's record made each split.
+SPLIT_SPEAKERS = {"train": "trained_on_speakers", "validation": "early_stopping_speakers", "test": "test_speakers"}
 
 
 def rms(waveform: np.ndarray) -> float:
@@ -64,8 +74,49 @@ def student_probabilities(model, extractor, waveforms: list[np.ndarray]) -> np.n
     return np.stack(rows)
 
 
-def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path, level: float) -> dict:
-    """One fold: the teacher and the student on the test speaker's utterances, as recorded and at one level."""
+def teacher_splits(meta: dict, dataset) -> dict:
+    """The train / validation / test splits a cached teacher's `meta` records, rows in `dataset` order (as
+    `speaker_folds` builds them)."""
+    speakers = np.asarray(dataset["speaker"])
+    return {
+        split: dataset.select(np.flatnonzero(np.isin(speakers, meta[key]))) for split, key in SPLIT_SPEAKERS.items()
+    }
+
+
+def train_at_one_level(entry: Path, meta: dict, recorded, levelled, cache_dir: Path, label_names: list[str]):
+    """The cached teacher `entry` trained again on `levelled`'s eGeMAPS (columns `id`, `label`, `speaker`,
+    `egemaps`, rows as `recorded`'s): same recipe, seed, speakers and float path. Returns its `TeacherResult`.
+
+    Raises:
+        RuntimeError: the recorded descriptors do not give `entry`'s cache key (another recipe, corpus or float path,
+            e.g. another thread count): the retrained teacher would differ by more than the level.
+    """
+    settings = TeacherArguments(**meta["settings"])
+    splits = teacher_splits(meta, recorded)
+    inputs = {split: list(rows.with_format("numpy")["egemaps"]) for split, rows in splits.items()}
+    key = teacher_cache_key("prosodic", settings, meta["seed"], splits, inputs, float_path())
+    if key != entry.name:
+        raise RuntimeError(
+            f"{entry}: its recipe, seed and speakers on the recorded descriptors give cache key {key}, not "
+            f"{entry.name}: the teacher was trained on float path {meta['float_path']}, this process is on "
+            f"{float_path()} (pass --threads to match), or on other data"
+        )
+    return train_teacher(
+        "prosodic",
+        teacher_splits(meta, levelled),
+        settings,
+        cache_dir,
+        len(label_names),
+        seed=meta["seed"],
+        label_names=label_names,
+    )
+
+
+def fold_report(
+    fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path, level: float, levelled_corpus=None
+) -> dict:
+    """One fold: the teacher and the student on the test speaker's utterances, as recorded and at one level; with
+    `levelled_corpus` (the corpus's `id`, `label`, `speaker` and eGeMAPS at `level`), also a teacher trained on it."""
     record = json.loads((fold_dir / "result.json").read_text())
     teacher_record = json.loads((teacher_fold_dir / "result.json").read_text())
     if teacher_record["test_speakers"] != record["test_speakers"]:
@@ -94,6 +145,15 @@ def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path,
     if [cached[i] for i in ids] != as_recorded.tolist():
         raise RuntimeError(f"{entry}: the teacher's predictions on the recorded test eGeMAPS differ from its cache's")
     at_one_level = teacher_predictions(teacher, [extract_egemaps(w, SAMPLING_RATE) for w in levelled], batch_size)
+    level_free = {}
+    if levelled_corpus is not None:
+        recorded_corpus = corpus.dataset.select_columns(list(levelled_corpus.column_names))
+        trained = train_at_one_level(entry, meta, recorded_corpus, levelled_corpus, cache_dir, corpus.label_names)
+        predictions = np.asarray([trained.meta["test"]["predictions"][i] for i in ids])
+        level_free[LEVEL_FREE_TEACHER] = {
+            VERSIONS[1]: fold_scores(ids, labels, predictions, corpus.carriers, num_labels),
+            "cache_entry": trained.meta["cache_entry"],
+        }
 
     extractor = AutoFeatureExtractor.from_pretrained(fold_dir / "model")
     model = EmoDistillForAudioClassification.from_pretrained(fold_dir / "model").eval()
@@ -106,6 +166,7 @@ def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path,
             VERSIONS[0]: fold_scores(ids, labels, as_recorded, corpus.carriers, num_labels),
             VERSIONS[1]: fold_scores(ids, labels, at_one_level, corpus.carriers, num_labels),
         },
+        **level_free,
         "student": {
             v: fold_scores(ids, labels, p.argmax(-1), corpus.carriers, num_labels) for v, p in student.items()
         },
@@ -117,8 +178,10 @@ def fold_report(fold_dir: Path, teacher_fold_dir: Path, corpus, cache_dir: Path,
 
 def summary(folds: list[dict]) -> dict:
     table = {}
-    for model in ("teacher", "student"):
+    for model in ("teacher", LEVEL_FREE_TEACHER, "student"):
         for version in VERSIONS:
+            if version not in folds[0].get(model, {}):
+                continue
             rows = [f[model][version] for f in folds]
             table[f"{model}, {version}"] = {
                 "ua": float(np.mean([r["ua"] for r in rows])),
@@ -140,6 +203,13 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|",
     ]
     lines += ua_and_carrier_rows(report["summary"])
+    if report.get("train_at_one_level"):  # records written before the option have no such row
+        lines += [
+            "",
+            f"{LEVEL_FREE_TEACHER.capitalize()}: each fold's prosodic teacher trained again by its recipe, seed, "
+            "speakers and float path on the eGeMAPS of every utterance at that level (cache entries in the JSON's "
+            "folds).",
+        ]
     lines += [
         "",
         f"The student's predictions the level changed: {report['student_predictions_changed']} of "
@@ -160,20 +230,37 @@ def main(argv=None):
     parser.add_argument("--cache_dir", type=Path, default=Path(DEFAULT_CACHE_DIR), help="the run's cache")
     parser.add_argument("--data_dir", default=None, help="the run's IEMOCAP_full_release (default: synthetic)")
     parser.add_argument("--synthetic_utterances_per_speaker", type=int, default=45, help="the run's synthetic corpus")
+    parser.add_argument(
+        "--train_at_one_level",
+        action="store_true",
+        help="also train each fold's prosodic teacher again, by its recipe, on every utterance at one level (into "
+        "--cache_dir; --threads as the run's teachers)",
+    )
     args = parser.parse_args(argv)
     apply_threads(args.threads)
     corpus = prepare_corpus(
         args.data_dir, args.cache_dir, synthetic_utterances_per_speaker=args.synthetic_utterances_per_speaker
     )
     level = float(np.median([rms(np.asarray(w)) for w in corpus.dataset["input_values"]]))
+    levelled_corpus = None
+    if args.train_at_one_level:
+        descriptors = [
+            extract_egemaps(at_level(np.asarray(w, dtype=np.float32), level), SAMPLING_RATE).tolist()
+            for w in corpus.dataset["input_values"]
+        ]
+        columns = corpus.dataset.select_columns(["id", "label", "speaker"])  # stored as the recorded eGeMAPS are:
+        levelled_corpus = columns.add_column("egemaps", descriptors, feature=corpus.dataset.features["egemaps"])
     fold_dirs = sorted(args.run_dir.glob("fold_*"))[: 2 if args.quick else None]
     if not fold_dirs:
         raise SystemExit(f"--run_dir {args.run_dir} holds no fold_XX folder: name a finished train.py run")
     teachers_run_dir = args.teachers_run_dir or args.run_dir
-    folds = [fold_report(d, teachers_run_dir / d.name, corpus, args.cache_dir, level) for d in fold_dirs]
+    folds = [
+        fold_report(d, teachers_run_dir / d.name, corpus, args.cache_dir, level, levelled_corpus) for d in fold_dirs
+    ]
     levels = [db for f in folds for db in f.pop("levels_db")]
     report = {
         "quick": args.quick,
+        "train_at_one_level": args.train_at_one_level,
         "run_dir": str(args.run_dir),
         "teachers_run_dir": str(teachers_run_dir),
         "corpus": corpus.name,

@@ -130,7 +130,10 @@ def test_main_job(tmp_path):
     }
 
 
-@pytest.mark.timeout(1200)  # eight quick trainings, a rerun and a gather: about 400 s alone, more on a loaded machine
+@pytest.mark.timeout(
+    1500
+)  # eight quick trainings, a rerun, a gather and the level probe: about 400 s alone, more on a
+# loaded machine
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
     command = [
@@ -228,11 +231,15 @@ def test_seeds(tmp_path):
     for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
         if not log.name.endswith(".gather.log"):
             assert log.read_text().count("already finished with these settings: kept") == 2, log.name
-    # The level probe on the full method's run of seed 0: its teacher and student, as recorded and at one level.
+    # The level probe on the full method's run of seed 0: its teacher and student, as recorded and at one level, and
+    # the teacher trained again at one level.
     output = tmp_path / "level_invariance.json"
     probe = [sys.executable, str(BENCH / "level_invariance.py"), "--run_dir", str(runs_dir / "seed_0" / "none")]
-    probe += ["--synthetic_utterances_per_speaker", "4", "--threads", "1", "--output", str(output)]
-    result = subprocess.run(probe, capture_output=True, text=True, timeout=600)
+    probe += ["--synthetic_utterances_per_speaker", "4", "--train_at_one_level", "--output", str(output)]
+    # The run's teachers trained on one thread: retrained on two, they would differ by more than the level.
+    result = subprocess.run([*probe, "--threads", "2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "pass --threads to match" in result.stderr, result.stderr[-3000:]
+    result = subprocess.run([*probe, "--threads", "1"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]  # it also checks the teacher against its cached predictions
     levels = json.loads(output.read_text())
     run = json.loads((runs_dir / "seed_0" / "none" / "results.json").read_text())
@@ -245,3 +252,22 @@ def test_seeds(tmp_path):
     assert levels["student_predictions_changed"] == 0 and levels["student_max_probability_change"] < 1e-4
     assert set(as_recorded["teacher, one level"]["per_carrier"]) == {"words", "voice", "both"}
     assert "| teacher, one level |" in output.with_suffix(".md").read_text()
+    # The teacher trained at one level: the same recipe, seed and speakers as the run's, on other descriptors.
+    for fold, record in zip(levels["folds"], sorted((runs_dir / "seed_0" / "none").glob("fold_*/result.json"))):
+        original = json.loads(record.read_text())["teachers"]["prosodic"]["cache_entry"]
+        retrained = fold["teacher trained at one level"]["cache_entry"]
+        meta = [
+            json.loads((Path(os.environ["EMODISTILL_CACHE"]) / e / "meta.json").read_text())
+            for e in (original, retrained)
+        ]
+        assert retrained != original
+        for key in (
+            "settings",
+            "seed",
+            "float_path",
+            "trained_on_speakers",
+            "early_stopping_speakers",
+            "test_speakers",
+        ):
+            assert meta[0][key] == meta[1][key], key
+    assert "| teacher trained at one level, one level |" in output.with_suffix(".md").read_text()
