@@ -87,6 +87,7 @@ def run(experiment: Experiment) -> dict:
             force_reload=data.force_reload,
             synthetic_utterances_per_speaker=data.synthetic_utterances_per_speaker,
             num_proc=data.preprocessing_num_workers,
+            egemaps_level_dbfs=experiment.teachers.prosodic_teacher_level_dbfs,
         )
     logger.info(
         "Corpus: %s, %d utterances (%s); %s, ablation %s, world size %d",

@@ -53,9 +53,16 @@ from emodistill.trainers.reporting import (
 from emodistill.trainers.results import claim_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
-# What a row may set besides an ablation: the loss weights of Eq. (5) (and the prosodic teacher's own logit weight)
-# and the teachers' temperatures.
-SETTINGS = ("alpha", "alpha_prosodic", "beta", "gamma", "tau_linguistic", "tau_prosodic")
+# What a row may set besides an ablation, with the values it may take: the loss weights of Eq. (5) (and the prosodic
+# teacher's own logit weight) and the teachers' temperatures, >= 0; the level the prosodic teacher's audio is brought
+# to, in dBFS, <= 0.
+SETTINGS = {
+    **{
+        name: (0.0, math.inf)
+        for name in ("alpha", "alpha_prosodic", "beta", "gamma", "tau_linguistic", "tau_prosodic")
+    },
+    "prosodic_teacher_level_dbfs": (-math.inf, 0.0),
+}
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,12 @@ def parse_row(text: str) -> Row:
         number = float(value)
     except ValueError:
         number = None
-    if setting not in SETTINGS or number is None or not 0 <= number < math.inf:
+    low, high = SETTINGS.get(setting, (0.0, 0.0))
+    if setting not in SETTINGS or number is None or not (math.isfinite(number) and low <= number <= high):
         raise argparse.ArgumentTypeError(
             f"a row is an ablation ({', '.join(a for a in ABLATIONS if a != CE_ONLY)}; CE-only always runs) or "
-            f"SETTING=VALUE with SETTING one of {', '.join(SETTINGS)} and VALUE >= 0; got {text!r}"
+            f"SETTING=VALUE with SETTING one of {', '.join(SETTINGS)} and a finite VALUE >= 0 (<= 0 for "
+            f"prosodic_teacher_level_dbfs); got {text!r}"
         )
     name = f"{ABLATIONS[FULL_METHOD].paper_row}, {setting} = {number:g}"
     return Row(f"{setting}_{number:g}", (f"--{setting}", f"{number:g}"), name)

@@ -98,10 +98,11 @@ def prepare_corpus(
     synthetic_utterances_per_speaker: int = 45,
     num_proc: int | None = None,
     egemaps: bool = True,
+    egemaps_level_dbfs: float | None = None,
 ) -> Corpus:
     """Loads the corpus (generating the synthetic one into `cache_dir` when `data_dir` is None) with waveforms and
-    (unless `egemaps=False`: scoring a student needs none) eGeMAPS descriptors, all cached in Arrow under
-    `cache_dir`."""
+    (unless `egemaps=False`: scoring a student needs none) eGeMAPS descriptors — of every utterance at
+    `egemaps_level_dbfs` if given (see `add_egemaps`) — all cached in Arrow under `cache_dir`."""
     cache_dir = Path(cache_dir)
     given = data_dir
     if data_dir is None:
@@ -116,7 +117,7 @@ def prepare_corpus(
         return_report=True,
     )
     if egemaps:
-        dataset = add_egemaps(dataset, num_proc=num_proc)
+        dataset = add_egemaps(dataset, num_proc=num_proc, level_dbfs=egemaps_level_dbfs)
     dataset = add_waveforms(dataset, num_proc)
     synthetic = (Path(data_dir) / CONFIG_FILENAME).exists()
     carriers = {row["id"]: row["carrier"] for row in read_manifest(data_dir)} if synthetic else None

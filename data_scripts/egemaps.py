@@ -4,7 +4,9 @@ Three pieces:
 
 - `extract_egemaps(waveform, sampling_rate)`: one utterance -> float32 array of shape `(frames, 25)`.
 - `add_egemaps(dataset)`: adds an `egemaps` column to a dataset with an `audio` column, in parallel and cached by
-  `datasets`' fingerprint machinery (a second call on the same Arrow-backed dataset only reads the cache file).
+  `datasets`' fingerprint machinery (a second call on the same Arrow-backed dataset only reads the cache file); with
+  `level_dbfs`, of every utterance brought to that RMS level first (`to_level`): descriptors of the voice without its
+  recording level.
 - `egemaps_statistics(train_dataset)`: per-descriptor mean / std over all frames of a fold's *training* split, used
   to z-normalise every split of that fold (never fit on validation or test data). The prosodic teacher keeps them as
   buffers; `EgemapsStatistics.normalize` and its JSON round trip (`to_dict` / `from_dict`) are public API for users
@@ -131,17 +133,46 @@ def extract_egemaps(waveform: np.ndarray, sampling_rate: int) -> np.ndarray:
     return features
 
 
-def egemaps_fingerprint(dataset_fingerprint: str, column: str, audio_column: str) -> str:
+def to_level(waveform: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """The waveform scaled so that its RMS is `level_dbfs` dB relative to full scale (float32, not clipped).
+
+    Raises:
+        ValueError: the level is not a finite number <= 0 dBFS, or the waveform is silent (RMS 0: no gain reaches it).
+    """
+    check_level_dbfs(level_dbfs)
+    waveform = np.asarray(waveform)
+    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    if rms == 0:
+        raise ValueError(f"Cannot bring a silent waveform ({waveform.size} samples, RMS 0) to {level_dbfs} dBFS")
+    return (waveform * (10 ** (level_dbfs / 20) / rms)).astype(np.float32)
+
+
+def check_level_dbfs(level_dbfs: float) -> None:
+    if isinstance(level_dbfs, bool) or not isinstance(level_dbfs, (int, float)) or not np.isfinite(level_dbfs):
+        raise ValueError(f"A level in dBFS must be a finite number, got {level_dbfs!r}")
+    if level_dbfs > 0:
+        raise ValueError(f"A level above full scale ({level_dbfs} dBFS > 0) would push samples outside [-1, 1]")
+
+
+def egemaps_fingerprint(
+    dataset_fingerprint: str, column: str, audio_column: str, level_dbfs: float | None = None
+) -> str:
     """Deterministic fingerprint of `add_egemaps`'s output: same input dataset + extraction -> same cache file."""
-    key = "|".join([dataset_fingerprint, FEATURE_SET_NAME, EGEMAPS_EXTRACTION_VERSION, column, audio_column])
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    parts = [dataset_fingerprint, FEATURE_SET_NAME, EGEMAPS_EXTRACTION_VERSION, column, audio_column]
+    if level_dbfs is not None:  # as recorded, the fingerprint of every column cached before the option
+        parts.append(f"level_dbfs={float(level_dbfs)!r}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _egemaps_batch(audios: list[Any], indices: list[int], column: str) -> dict[str, list[np.ndarray]]:
+def _egemaps_batch(
+    audios: list[Any], indices: list[int], column: str, level_dbfs: float | None
+) -> dict[str, list[np.ndarray]]:
     features = []
     for audio, index in zip(audios, indices):
         waveform, sampling_rate = decode_audio(audio)
         try:
+            if level_dbfs is not None:
+                waveform = to_level(waveform, level_dbfs)
             features.append(extract_egemaps(waveform, sampling_rate))
         except ValueError as error:
             raise ValueError(f"eGeMAPS extraction failed for example {index}: {error}") from error
@@ -155,6 +186,7 @@ def add_egemaps(
     batch_size: int = 16,
     column: str = "egemaps",
     audio_column: str = "audio",
+    level_dbfs: float | None = None,
     load_from_cache_file: bool | None = None,
 ) -> datasets.Dataset:
     """Add a column of eGeMAPS LLDs, shape `(frames, 25)` float32 per example, computed from `audio_column`.
@@ -170,12 +202,16 @@ def add_egemaps(
         batch_size: examples per `map` batch (also the unit of progress reporting).
         column: name of the new column; must not exist yet.
         audio_column: name of the audio column.
+        level_dbfs: if given, every utterance is first scaled to this RMS level (see `to_level`), so no descriptor
+            carries how loud it was recorded; `None` (default) reads the audio as recorded.
         load_from_cache_file: passed to `Dataset.map`; `False` forces recomputation.
 
     Raises:
-        ValueError: `audio_column` is missing, `column` already exists, or an example cannot be processed (the
-            message names its index and the problem, see `extract_egemaps`).
+        ValueError: `audio_column` is missing, `column` already exists, `level_dbfs` is not a level (see `to_level`),
+            or an example cannot be processed (the message names its index and the problem, see `extract_egemaps`).
     """
+    if level_dbfs is not None:
+        check_level_dbfs(level_dbfs)
     if audio_column not in dataset.column_names:
         raise ValueError(f"Dataset has no audio column {audio_column!r}; columns: {dataset.column_names}")
     if column in dataset.column_names:
@@ -192,10 +228,10 @@ def add_egemaps(
         batch_size=batch_size,
         with_indices=True,
         input_columns=[audio_column],
-        fn_kwargs={"column": column},
+        fn_kwargs={"column": column, "level_dbfs": level_dbfs},
         features=features,
         num_proc=num_proc if num_proc > 1 else None,
-        new_fingerprint=egemaps_fingerprint(dataset._fingerprint, column, audio_column),
+        new_fingerprint=egemaps_fingerprint(dataset._fingerprint, column, audio_column, level_dbfs),
         load_from_cache_file=load_from_cache_file,
         desc=f"{FEATURE_SET_NAME} LLDs",
     )

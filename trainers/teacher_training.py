@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from emodistill.data_scripts.egemaps import egemaps_statistics
+from emodistill.data_scripts.egemaps import check_level_dbfs, egemaps_statistics
 from emodistill.data_scripts.folds import SPLITS
 
 from .cache import CACHE_VERSION, TEACHER_CACHE
@@ -73,6 +73,14 @@ class TeacherArguments:
     prosodic_teacher_epochs: int = field(default=12, metadata={"help": "Max epochs of the eGeMAPS ResNet teacher."})
     prosodic_teacher_learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     prosodic_teacher_batch_size: int = field(default=16, metadata={"help": "Utterances per device and step."})
+    prosodic_teacher_level_dbfs: float | None = field(
+        default=None,
+        metadata={
+            "help": "Bring every utterance to this RMS level (dBFS, e.g. -23) before its eGeMAPS are extracted, so the "
+            "prosodic teacher reads the voice without how loud it was recorded (our option; default: as recorded, "
+            "as in the paper)."
+        },
+    )
     teacher_patience: int = field(
         default=3, metadata={"help": "Early stopping: epochs without a better validation UA before a teacher stops."}
     )
@@ -87,13 +95,20 @@ class TeacherArguments:
                     )
         if self.teacher_patience < 1:
             raise ValueError(f"`teacher_patience` must be >= 1, got {self.teacher_patience}.")
+        if self.prosodic_teacher_level_dbfs is not None:
+            try:
+                check_level_dbfs(self.prosodic_teacher_level_dbfs)
+            except ValueError as error:
+                raise ValueError(f"`prosodic_teacher_level_dbfs`: {error}") from None
 
     def recipe(self, name: str) -> dict:
-        """The settings that determine the `name` teacher: its own and the shared ones."""
+        """The settings that determine the `name` teacher: its own and the shared ones (the level only when one is
+        set: as recorded, the recipe, hence the cache key, of every teacher cached before the option)."""
         return {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if k.startswith(f"{name}_teacher") or k == "teacher_patience"
+            if (k.startswith(f"{name}_teacher") or k == "teacher_patience")
+            and not (k == "prosodic_teacher_level_dbfs" and v is None)
         }
 
 
