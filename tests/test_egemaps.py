@@ -17,6 +17,7 @@ from emodistill.data_scripts.egemaps import (
     egemaps_fingerprint,
     egemaps_statistics,
     extract_egemaps,
+    to_level,
 )
 
 SAMPLING_RATE = 16000
@@ -161,6 +162,50 @@ def test_add_egemaps_reports_the_failing_example_and_bad_columns():
         add_egemaps(dataset, audio_column="speech")
     with pytest.raises(ValueError, match="already has a column 'audio'"):
         add_egemaps(dataset, column="audio")
+
+
+def rms_dbfs(waveform: np.ndarray) -> float:
+    return 20 * np.log10(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+
+
+def test_to_level_sets_the_rms_and_refuses_what_it_cannot_scale():
+    tone = harmonic_tone(0.5)
+    gain_to_minus_20 = 0.1 / np.sqrt(np.mean(np.square(tone, dtype=np.float64)))  # -20 dBFS is an RMS of 0.1
+    np.testing.assert_allclose(to_level(tone, -20), tone * gain_to_minus_20, rtol=1e-6)
+    for level in (-40.0, -23, -3.0):
+        scaled = to_level(tone, level)
+        assert scaled.dtype == np.float32 and rms_dbfs(scaled) == pytest.approx(level, abs=1e-5)
+    with pytest.raises(ValueError, match=r"silent waveform \(8000 samples, RMS 0\)"):
+        to_level(np.zeros(8000, dtype=np.float32), -23)
+    with pytest.raises(ValueError, match=r"above full scale \(1.0 dBFS > 0\)"):
+        to_level(tone, 1.0)
+    for level in (float("nan"), float("-inf"), True, "-23"):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            to_level(tone, level)
+
+
+def test_add_egemaps_at_one_level_removes_the_recording_gain():
+    tone = harmonic_tone(0.5)
+    clips = [tone, 0.25 * tone, np.zeros_like(tone)]  # an utterance, the same recorded 12 dB quieter, silence
+    dataset = datasets.Dataset.from_dict(
+        {"audio": [{"array": clip, "sampling_rate": SAMPLING_RATE} for clip in clips]}
+    ).cast_column("audio", datasets.Audio(sampling_rate=SAMPLING_RATE))
+    loudness = EGEMAPS_LLD_NAMES.index("Loudness_sma3")
+    recorded = add_egemaps(dataset.select(range(2)), num_proc=1).with_format("numpy")["egemaps"]
+    levelled = add_egemaps(dataset.select(range(2)), num_proc=1, level_dbfs=-23).with_format("numpy")["egemaps"]
+    assert recorded[1][:, loudness].mean() < 0.5 * recorded[0][:, loudness].mean()  # as recorded: quieter
+    # At one level, the same utterance (but for the quieter copy's coarser 16-bit samples in the Audio column).
+    assert levelled[1][:, loudness].mean() == pytest.approx(levelled[0][:, loudness].mean(), rel=1e-3)
+    waveform, rate = decode_audio(dataset[0]["audio"])
+    np.testing.assert_array_equal(levelled[0], extract_egemaps(to_level(waveform, -23), rate))
+    assert not np.array_equal(levelled[0], recorded[0])  # the tone is recorded at about -18 dBFS, not -23
+    # Its own cache file: the level is part of the fingerprint (and as recorded the fingerprint is the one before).
+    fingerprints = {egemaps_fingerprint("x", "egemaps", "audio", level) for level in (None, -23, -23.0, -20)}
+    assert len(fingerprints) == 3 and egemaps_fingerprint("x", "egemaps", "audio") in fingerprints
+    with pytest.raises(ValueError, match="example 2: Cannot bring a silent waveform"):
+        add_egemaps(dataset, num_proc=1, level_dbfs=-23)
+    with pytest.raises(ValueError, match="above full scale"):
+        add_egemaps(dataset, level_dbfs=6)
 
 
 def test_statistics_from_the_train_split_only(saved_audio_dataset, tmp_path):

@@ -75,6 +75,7 @@ def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
         (["--ablation", "no_teachers", "--gamma", "0"], "No term of the loss is live"),
         (["--alpha", "0", "--beta", "0", "--gamma", "0"], "all 0"),
         (["--ablation", "no_such_row"], "invalid choice"),
+        (["--prosodic_teacher_level_dbfs", "3"], "`prosodic_teacher_level_dbfs`: A level above full scale (3.0 dBFS"),
         (["--folds", "1,x"], "--folds takes comma-separated integers"),
         (["--folds", "1,2,1"], "--folds 1,2,1 names [1] more than once"),
         (["--tau_sweep", "prosodic=0,1"], "--tau_sweep takes prosodic=V1,V2"),
@@ -89,6 +90,16 @@ def test_settings_the_job_cannot_honour_are_refused_when_parsed(argv, message, c
     with pytest.raises(SystemExit):
         parse(*argv)
     assert message in capsys.readouterr().err
+
+
+def test_the_prosodic_teachers_level_is_part_of_its_recipe_only_when_set():
+    as_recorded = parse().teachers
+    assert as_recorded.prosodic_teacher_level_dbfs is None
+    # Absent, not None: every teacher cached before the option keeps its recipe, hence its cache key.
+    assert "prosodic_teacher_level_dbfs" not in as_recorded.recipe("prosodic")
+    levelled = parse("--prosodic_teacher_level_dbfs", "-23").teachers
+    assert levelled.recipe("prosodic") == {**as_recorded.recipe("prosodic"), "prosodic_teacher_level_dbfs": -23.0}
+    assert levelled.recipe("linguistic") == as_recorded.recipe("linguistic")
 
 
 def test_alpha_and_beta_zero_is_the_ce_baseline_without_teachers():

