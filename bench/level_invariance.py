@@ -137,8 +137,13 @@ def fold_report(
             "of an older cache version?): retrain the run's teachers into a run of their own and pass it as "
             "--teachers_run_dir"
         )
-    teacher = ProsodicResNetTeacher.from_pretrained(entry / "model").eval()
     meta = json.loads((entry / "meta.json").read_text())
+    if "prosodic_teacher_level_dbfs" in meta["settings"]:
+        raise ValueError(
+            f"{entry}: this prosodic teacher read every utterance at {meta['settings']['prosodic_teacher_level_dbfs']} "
+            "dBFS (--prosodic_teacher_level_dbfs): it hears no level to take away; name a run with teachers as recorded"
+        )
+    teacher = ProsodicResNetTeacher.from_pretrained(entry / "model").eval()
     cached, batch_size = meta["test"]["predictions"], meta["settings"]["prosodic_teacher_batch_size"]
     descriptors = [np.asarray(d) for d in split.with_format("numpy")["egemaps"]]
     as_recorded = teacher_predictions(teacher, descriptors, batch_size)
