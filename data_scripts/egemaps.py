@@ -20,6 +20,8 @@ produce descriptors of silence. No IEMOCAP utterance comes close to that length,
 import functools
 import hashlib
 import logging
+import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -140,7 +142,7 @@ def to_level(waveform: np.ndarray, level_dbfs: float) -> np.ndarray:
         ValueError: the level is not a finite number <= 0 dBFS, or the waveform is silent (RMS 0: no gain reaches it).
     """
     check_level_dbfs(level_dbfs)
-    waveform = np.asarray(waveform)
+    level_dbfs, waveform = float(level_dbfs), np.asarray(waveform)  # one gain whatever type the level came in
     rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
     if rms == 0:
         raise ValueError(f"Cannot bring a silent waveform ({waveform.size} samples, RMS 0) to {level_dbfs} dBFS")
@@ -148,7 +150,8 @@ def to_level(waveform: np.ndarray, level_dbfs: float) -> np.ndarray:
 
 
 def check_level_dbfs(level_dbfs: float) -> None:
-    if isinstance(level_dbfs, bool) or not isinstance(level_dbfs, (int, float)) or not np.isfinite(level_dbfs):
+    """Raises `ValueError` unless `level_dbfs` is a finite number <= 0 (an RMS level relative to full scale)."""
+    if isinstance(level_dbfs, bool) or not isinstance(level_dbfs, numbers.Real) or not math.isfinite(level_dbfs):
         raise ValueError(f"A level in dBFS must be a finite number, got {level_dbfs!r}")
     if level_dbfs > 0:
         raise ValueError(f"A level above full scale ({level_dbfs} dBFS > 0) would push samples outside [-1, 1]")

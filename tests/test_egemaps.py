@@ -179,7 +179,8 @@ def test_to_level_sets_the_rms_and_refuses_what_it_cannot_scale():
         to_level(np.zeros(8000, dtype=np.float32), -23)
     with pytest.raises(ValueError, match=r"above full scale \(1.0 dBFS > 0\)"):
         to_level(tone, 1.0)
-    for level in (float("nan"), float("-inf"), True, "-23"):
+    assert to_level(tone, np.float32(-20)).tobytes() == to_level(tone, -20).tobytes()  # any real number
+    for level in (float("nan"), float("-inf"), True, "-23", None):
         with pytest.raises(ValueError, match="must be a finite number"):
             to_level(tone, level)
 

@@ -13,6 +13,7 @@ from emodistill.trainers.experiment import (
 )
 from emodistill.trainers.reporting import ablation_summary, paired_comparison, pm, write_ablation_table
 from emodistill.trainers.student import BUNDLED_STUDENT
+from emodistill.trainers.teacher_training import TeacherArguments
 
 
 def parse(*argv):
@@ -100,6 +101,7 @@ def test_the_prosodic_teachers_level_is_part_of_its_recipe_only_when_set():
     levelled = parse("--prosodic_teacher_level_dbfs", "-23").teachers
     assert levelled.recipe("prosodic") == {**as_recorded.recipe("prosodic"), "prosodic_teacher_level_dbfs": -23.0}
     assert levelled.recipe("linguistic") == as_recorded.recipe("linguistic")
+    assert TeacherArguments(prosodic_teacher_level_dbfs=-23).recipe("prosodic") == levelled.recipe("prosodic")
 
 
 def test_alpha_and_beta_zero_is_the_ce_baseline_without_teachers():

@@ -100,6 +100,8 @@ class TeacherArguments:
                 check_level_dbfs(self.prosodic_teacher_level_dbfs)
             except ValueError as error:
                 raise ValueError(f"`prosodic_teacher_level_dbfs`: {error}") from None
+            # -23 and -23.0 are one recipe (and one cache key), as given in Python or on the command line.
+            self.prosodic_teacher_level_dbfs = float(self.prosodic_teacher_level_dbfs)
 
     def recipe(self, name: str) -> dict:
         """The settings that determine the `name` teacher: its own and the shared ones (the level only when one is
