@@ -1,5 +1,6 @@
 """Each benchmark runs with `--quick` and writes the documented JSON (values are timings: only their form is checked)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -130,10 +131,24 @@ def test_main_job(tmp_path):
     }
 
 
-@pytest.mark.timeout(
-    1500
-)  # eight quick trainings, a rerun, a gather and the level probe: about 400 s alone, more on a
-# loaded machine
+def test_a_seeds_row_sets_one_setting_within_its_range():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from seeds import parse_row
+    finally:
+        sys.path.remove(str(BENCH))
+    row = parse_row("alpha=0.25")
+    assert (row.folder, row.arguments) == ("alpha_0.25", ("--alpha", "0.25"))
+    row = parse_row("prosodic_teacher_level_dbfs=-23")  # a level is at most 0 dBFS
+    assert (row.folder, row.arguments) == ("prosodic_teacher_level_dbfs_-23", ("--prosodic_teacher_level_dbfs", "-23"))
+    assert parse_row("no_logit_kd").arguments == ("--ablation", "no_logit_kd")
+    for text in ("alpha=-1", "alpha=inf", "prosodic_teacher_level_dbfs=3", "learning_rate=1", "alpha=x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {text!r}"):
+            parse_row(text)
+
+
+# Eight quick trainings, a rerun, a gather and the level probe: about 400 s alone, more on a loaded machine.
+@pytest.mark.timeout(1500)
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
     command = [
