@@ -33,27 +33,24 @@ from transformers import AutoFeatureExtractor
 
 from emodistill.data_scripts.audio import SAMPLING_RATE
 from emodistill.data_scripts.corpus import prepare_corpus
-from emodistill.data_scripts.egemaps import extract_egemaps
+from emodistill.data_scripts.egemaps import extract_egemaps, rms, scale_to_rms
 from emodistill.data_scripts.generated_folder import DEFAULT_CACHE_DIR
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers.collator import pad_descriptors
 from emodistill.trainers.reporting import pooled_carrier_accuracy
-from emodistill.trainers.teacher_training import TeacherArguments, float_path, teacher_cache_key, train_teacher
+from emodistill.trainers.teacher_training import (
+    TeacherArguments,
+    float_path,
+    teacher_cache_key,
+    teacher_inputs,
+    train_teacher,
+)
 from emodistill.trainers.teachers import ProsodicResNetTeacher
 
 VERSIONS = ("as recorded", "one level")
 LEVEL_FREE_TEACHER = "teacher trained at one level"
 # Which speakers of a cached teacher's record made each split.
 SPLIT_SPEAKERS = {"train": "trained_on_speakers", "validation": "early_stopping_speakers", "test": "test_speakers"}
-
-
-def rms(waveform: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
-
-
-def at_level(waveform: np.ndarray, level: float) -> np.ndarray:
-    """The waveform scaled to RMS `level` (float32; not clipped: eGeMAPS and the student read floats)."""
-    return (waveform * (level / rms(waveform))).astype(np.float32)
 
 
 @torch.no_grad()
@@ -93,7 +90,7 @@ def train_at_one_level(entry: Path, meta: dict, recorded, levelled, cache_dir: P
     """
     settings = TeacherArguments(**meta["settings"])
     splits = teacher_splits(meta, recorded)
-    inputs = {split: list(rows.with_format("numpy")["egemaps"]) for split, rows in splits.items()}
+    inputs = {split: teacher_inputs("prosodic", rows) for split, rows in splits.items()}
     key = teacher_cache_key("prosodic", settings, meta["seed"], splits, inputs, float_path())
     if key != entry.name:
         raise RuntimeError(
@@ -126,7 +123,7 @@ def fold_report(
     split = corpus.dataset.select(test)
     ids, labels, num_labels = list(split["id"]), np.asarray(split["label"]), len(corpus.label_names)
     recorded = [np.asarray(w, dtype=np.float32) for w in split["input_values"]]
-    levelled = [at_level(w, level) for w in recorded]
+    levelled = [scale_to_rms(w, level) for w in recorded]
 
     if "prosodic" not in teacher_record.get("teachers", {}):
         raise ValueError(f"{teacher_fold_dir / 'result.json'} records no prosodic teacher: name a run that used one")
@@ -149,7 +146,11 @@ def fold_report(
     as_recorded = teacher_predictions(teacher, descriptors, batch_size)
     if [cached[i] for i in ids] != as_recorded.tolist():
         raise RuntimeError(f"{entry}: the teacher's predictions on the recorded test eGeMAPS differ from its cache's")
-    at_one_level = teacher_predictions(teacher, [extract_egemaps(w, SAMPLING_RATE) for w in levelled], batch_size)
+    if levelled_corpus is None:
+        levelled_descriptors = [extract_egemaps(w, SAMPLING_RATE) for w in levelled]
+    else:  # the same descriptors, extracted once for the whole corpus to train a teacher on
+        levelled_descriptors = [np.asarray(d) for d in levelled_corpus.select(test).with_format("numpy")["egemaps"]]
+    at_one_level = teacher_predictions(teacher, levelled_descriptors, batch_size)
     level_free = {}
     if levelled_corpus is not None:
         recorded_corpus = corpus.dataset.select_columns(list(levelled_corpus.column_names))
@@ -250,7 +251,7 @@ def main(argv=None):
     levelled_corpus = None
     if args.train_at_one_level:
         descriptors = [
-            extract_egemaps(at_level(np.asarray(w, dtype=np.float32), level), SAMPLING_RATE).tolist()
+            extract_egemaps(scale_to_rms(np.asarray(w, dtype=np.float32), level), SAMPLING_RATE).tolist()
             for w in corpus.dataset["input_values"]
         ]
         columns = corpus.dataset.select_columns(["id", "label", "speaker"])  # stored as the recorded eGeMAPS are:

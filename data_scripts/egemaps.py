@@ -135,6 +135,31 @@ def extract_egemaps(waveform: np.ndarray, sampling_rate: int) -> np.ndarray:
     return features
 
 
+def rms(waveform: np.ndarray) -> float:
+    """The waveform's root mean square (summed in float64: one value whatever the waveform's dtype)."""
+    return float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+
+
+def scale_to_rms(waveform: np.ndarray, target_rms: float) -> np.ndarray:
+    """The waveform scaled so that its RMS is `target_rms` (float32, not clipped: eGeMAPS and the student read floats).
+
+    Raises:
+        ValueError: the target is not a positive finite number, or the waveform is silent (RMS 0: no gain reaches it).
+    """
+    if isinstance(target_rms, bool) or not (
+        isinstance(target_rms, numbers.Real) and math.isfinite(target_rms) and target_rms > 0
+    ):
+        raise ValueError(f"A target RMS must be a positive finite number, got {target_rms!r}")
+    waveform = np.asarray(waveform)
+    current = rms(waveform)
+    if current == 0:
+        raise ValueError(
+            f"Cannot bring a silent waveform ({waveform.size} samples, RMS 0) to RMS {target_rms:.3g} "
+            f"({20 * math.log10(target_rms):.1f} dBFS)"
+        )
+    return (waveform * (target_rms / current)).astype(np.float32)
+
+
 def to_level(waveform: np.ndarray, level_dbfs: float) -> np.ndarray:
     """The waveform scaled so that its RMS is `level_dbfs` dB relative to full scale (float32, not clipped).
 
@@ -142,11 +167,7 @@ def to_level(waveform: np.ndarray, level_dbfs: float) -> np.ndarray:
         ValueError: the level is not a finite number <= 0 dBFS, or the waveform is silent (RMS 0: no gain reaches it).
     """
     check_level_dbfs(level_dbfs)
-    level_dbfs, waveform = float(level_dbfs), np.asarray(waveform)  # one gain whatever type the level came in
-    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
-    if rms == 0:
-        raise ValueError(f"Cannot bring a silent waveform ({waveform.size} samples, RMS 0) to {level_dbfs} dBFS")
-    return (waveform * (10 ** (level_dbfs / 20) / rms)).astype(np.float32)
+    return scale_to_rms(waveform, 10 ** (float(level_dbfs) / 20))  # float(): one gain whatever type the level came in
 
 
 def check_level_dbfs(level_dbfs: float) -> None:

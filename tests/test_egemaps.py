@@ -17,6 +17,8 @@ from emodistill.data_scripts.egemaps import (
     egemaps_fingerprint,
     egemaps_statistics,
     extract_egemaps,
+    rms,
+    scale_to_rms,
     to_level,
 )
 
@@ -168,6 +170,18 @@ def rms_dbfs(waveform: np.ndarray) -> float:
     return 20 * np.log10(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
 
 
+def test_rms_and_scale_to_rms_by_hand():
+    samples = np.array([3, -4, 0, 0], dtype=np.float32)
+    assert rms(samples) == np.sqrt(25 / 4) == 2.5  # sqrt((9 + 16 + 0 + 0) / 4)
+    np.testing.assert_array_equal(scale_to_rms(samples, 0.5), np.array([0.6, -0.8, 0, 0], dtype=np.float32))
+    assert scale_to_rms(samples.astype(np.int16), 0.5).dtype == np.float32  # whatever came in
+    with pytest.raises(ValueError, match=r"silent waveform \(4 samples, RMS 0\) to RMS 0.5 \(-6.0 dBFS\)"):
+        scale_to_rms(np.zeros(4, dtype=np.float32), 0.5)
+    for target in (0, -0.5, float("nan"), float("inf"), True, "0.5"):
+        with pytest.raises(ValueError, match="positive finite number"):
+            scale_to_rms(samples, target)
+
+
 def test_to_level_sets_the_rms_and_refuses_what_it_cannot_scale():
     tone = harmonic_tone(0.5)
     gain_to_minus_20 = 0.1 / np.sqrt(np.mean(np.square(tone, dtype=np.float64)))  # -20 dBFS is an RMS of 0.1
@@ -175,7 +189,7 @@ def test_to_level_sets_the_rms_and_refuses_what_it_cannot_scale():
     for level in (-40.0, -23, -3.0):
         scaled = to_level(tone, level)
         assert scaled.dtype == np.float32 and rms_dbfs(scaled) == pytest.approx(level, abs=1e-5)
-    with pytest.raises(ValueError, match=r"silent waveform \(8000 samples, RMS 0\)"):
+    with pytest.raises(ValueError, match=r"silent waveform \(8000 samples, RMS 0\) to RMS 0.0708 \(-23.0 dBFS\)"):
         to_level(np.zeros(8000, dtype=np.float32), -23)
     with pytest.raises(ValueError, match=r"above full scale \(1.0 dBFS > 0\)"):
         to_level(tone, 1.0)

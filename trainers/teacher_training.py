@@ -151,7 +151,7 @@ def _content_hash(*parts) -> str:
     return digest.hexdigest()
 
 
-def _inputs_of(name: str, split: Dataset) -> list:
+def teacher_inputs(name: str, split: Dataset) -> list:
     """What the teacher reads from a split: transcripts, or eGeMAPS descriptor arrays."""
     if name == "linguistic":
         return list(split["text"])
@@ -325,7 +325,7 @@ def train_teacher(
     test_speakers = set(splits["test"]["speaker"])
     check_no_leakage(set(splits["train"]["speaker"]) | set(splits["validation"]["speaker"]), test_speakers)
     # Read once: the cache key, training and prediction all use the same inputs (eGeMAPS arrays can be large).
-    inputs = {split: _inputs_of(name, splits[split]) for split in SPLITS}
+    inputs = {split: teacher_inputs(name, splits[split]) for split in SPLITS}
     environment = float_path(run_args)
     key = teacher_cache_key(name, settings, seed, splits, inputs, environment)
     directory = Path(cache_dir) / TEACHER_CACHE / name / key
