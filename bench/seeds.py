@@ -20,7 +20,10 @@ thread count and CPU kernels as its folds record them.
     python bench/seeds.py --seeds 0 1 2 --runs_dir outputs/seeds            # about 25 min per run on 2 CPU cores
     python bench/seeds.py --seeds 0 1 2 --rows none no_logit_kd             # two rows against CE-only
     python bench/seeds.py --rows alpha=1 alpha=0.5 none no_logit_kd         # the logit-KD weight: 1, 0.5, 0.25, 0
+    python bench/seeds.py --rows --use_weighted_layer_sum true              # CE-only alone, heads on all layers
     python bench/seeds.py --quick                                           # a tiny corpus, 2 folds: checks the script
+
+`bench/compare_rows.py` compares rows of such records with each other (e.g. a row against another CE-only).
 """
 
 import argparse
@@ -103,10 +106,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 1 with --quick)")
     parser.add_argument(
         "--rows",
-        nargs="+",
+        nargs="*",
         type=parse_row,
         default=[parse_row(FULL_METHOD)],
-        help="rows compared with CE-only: ablations (default: none, the full method) or SETTING=VALUE, e.g. alpha=0.5",
+        help="rows compared with CE-only: ablations (default: none, the full method) or SETTING=VALUE, e.g. alpha=0.5; "
+        "`--rows` alone: CE-only only (e.g. a variant of it, its flags after the others)",
     )
     parser.add_argument(
         "--gather",
@@ -230,7 +234,7 @@ def markdown(report: dict) -> str:
     """The report as the README quotes it."""
     over, names = report["over_seeds"], report["rows"]
     lines = [
-        f"# Against CE-only over seeds {', '.join(map(str, report['seeds']))}",
+        f"# {'Against CE-only' if len(names) > 1 else 'CE-only'} over seeds {', '.join(map(str, report['seeds']))}",
         "",
         f"`{report['command']}`; UA in %, the mean over folds (test, and validation: the best epoch's UA on each "
         "fold's validation speaker); wins and p (two-sided Wilcoxon signed-rank) over folds."

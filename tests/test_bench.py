@@ -99,6 +99,65 @@ def test_the_probe_regression_separates_what_is_separable():
     assert fit_and_predict(features, labels, test, num_labels=3, l2=1e-3).tolist() == [0, 1, 2]
 
 
+def seeds_record(path: Path, row: str, name: str, fold_ua: dict[int, dict[int, float]]) -> str:
+    """A record of `bench/seeds.py`'s form holding one row: seed -> fold -> test UA (validation UA 1 point less)."""
+    runs = {
+        f"{row}/seed_{seed}": {
+            "fold_ua": {str(f): ua for f, ua in folds.items()},
+            "fold_validation_ua": {str(f): ua - 1 for f, ua in folds.items()},
+            "mean": {"ua": sum(folds.values()) / len(folds)},
+            "validation_ua": sum(folds.values()) / len(folds) - 1,
+        }
+        for seed, folds in fold_ua.items()
+    }
+    path.write_text(json.dumps({"seeds": list(fold_ua), "rows": {row: name}, "runs": runs}))
+    return f"{path}:{row}"
+
+
+def test_compare_rows_pairs_folds_by_seed_across_records(tmp_path, capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from compare_rows import main
+    finally:
+        sys.path.remove(str(BENCH))
+    row = seeds_record(tmp_path / "a.json", "none", "Ours", {0: {1: 80, 2: 70, 3: 60}, 1: {1: 82, 2: 72, 3: 66}})
+    # The baseline's seeds from two records (as when one seed was measured on another day).
+    seed_0 = seeds_record(tmp_path / "b0.json", "no_teachers", "CE-only", {0: {1: 75, 2: 71, 3: 49}})
+    seed_1 = seeds_record(tmp_path / "b1.json", "no_teachers", "CE-only", {1: {1: 79, 2: 70, 3: 60}})
+    output = tmp_path / "compare.json"
+    main(
+        ["--row", row, "--baseline", seed_0, seed_1, "--baseline_name", "CE-only, all layers", "--output", str(output)]
+    )
+    report = json.loads(output.read_text())
+    assert report["names"] == {"row": "Ours", "baseline": "CE-only, all layers"} and report["seeds"] == [0, 1]
+    first, second = report["per_seed"]
+    # Seed 0: differences +5, -1, +11; seed 1: +3, +2, +6.
+    assert (first["row_ua"], first["baseline_ua"]) == (70, 65) and first["test"]["wins"] == 2
+    assert first["test"]["mean_difference"] == pytest.approx(5)
+    assert second["test"]["wins"] == 3 and second["test"]["wilcoxon_p"] == pytest.approx(0.25)  # 2 x (1/2)^3
+    over = report["over_seeds"]
+    assert over["ua_difference"]["mean"] == pytest.approx((5 + 11 / 3) / 2)
+    # Fold UA averaged over seeds: differences +4, +0.5, +8.5; all three better: p = 0.25 again, by hand.
+    averaged = over["test_on_fold_ua_averaged_over_seeds"]
+    assert averaged["wins"] == 3 and averaged["mean_difference"] == pytest.approx(13 / 3)
+    assert averaged["wilcoxon_p"] == pytest.approx(0.25)
+    assert over["validation_on_fold_ua_averaged_over_seeds"]["mean_difference"] == pytest.approx(13 / 3)
+    assert report["runs"]["baseline"]["1"]["record"] == str(tmp_path / "b1.json")
+    assert "| 0 | 70.00 | 65.00 | +5.00 | 2/3 |" in output.with_suffix(".md").read_text()
+    # One seed of both sides, chosen.
+    main(["--row", row, "--baseline", seed_0, "--seeds", "0", "--output", str(output)])
+    assert json.loads(output.read_text())["seeds"] == [0]
+    for arguments, message in (
+        (["--row", row, "--baseline", seed_0], "the baseline has no run at seed(s) [1] (it has [0]): pass --seeds"),
+        (["--row", row, "--baseline", seed_0, seed_0], f"seed 0 of {seed_0} is already given"),
+        (["--row", str(tmp_path / "a.json"), "--baseline", seed_0], "expected RECORD:ROW"),
+        (["--row", f"{tmp_path / 'a.json'}:alpha_1", "--baseline", seed_0], "has no row 'alpha_1'; its rows: none"),
+    ):
+        with pytest.raises(SystemExit):
+            main(arguments)
+        assert message in capsys.readouterr().err
+
+
 def test_main_job(tmp_path):
     output = tmp_path / "main_job.json"
     result = subprocess.run(
@@ -246,6 +305,25 @@ def test_seeds(tmp_path):
     for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
         if not log.name.endswith(".gather.log"):
             assert log.read_text().count("already finished with these settings: kept") == 2, log.name
+    # CE-only alone (`--rows` naming none), then a row of the gathered record against it by bench/compare_rows.py:
+    # the gathered record's own comparison, seed by seed and over seeds.
+    ce_only, compared = tmp_path / "ce_only.json", tmp_path / "compared.json"
+    only = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--rows", "--gather", "--output", str(ce_only)]
+    result = subprocess.run([*only, "--runs_dir", str(runs_dir)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(ce_only.read_text())
+    assert list(record["rows"]) == ["no_teachers"] and all(p["vs_ce_only"] == {} for p in record["per_seed"])
+    assert record["runs"]["no_teachers/seed_1"] == summary["runs"]["no_teachers/seed_1"]
+    assert "# CE-only over seeds 0, 1" in ce_only.with_suffix(".md").read_text()
+    pair = ["--row", f"{gathered}:alpha_0.5", "--baseline", f"{ce_only}:no_teachers", "--output", str(compared)]
+    result = subprocess.run([sys.executable, str(BENCH / "compare_rows.py"), *pair], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    comparison = json.loads(compared.read_text())
+    for point, own in zip(comparison["per_seed"], summary["per_seed"], strict=True):
+        assert point["test"] == own["vs_ce_only"]["alpha_0.5"]
+        assert point["baseline_validation_ua"] == own["validation_ua"]["no_teachers"]
+    averaged = summary["over_seeds"]["vs_ce_only_on_fold_ua_averaged_over_seeds"]["alpha_0.5"]
+    assert comparison["over_seeds"]["test_on_fold_ua_averaged_over_seeds"] == averaged
     # The level probe on the full method's run of seed 0: its teacher and student, as recorded and at one level, and
     # the teacher trained again at one level.
     output = tmp_path / "level_invariance.json"
