@@ -20,6 +20,7 @@ seeds, on test and on validation (the validation one says which side a choice be
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, KeyError) as error:
         parser.error(str(error))
     report = {
-        "command": " ".join(["python", "bench/compare_rows.py", *(sys.argv[1:] if argv is None else argv)]),
+        # Quoted as a shell needs it: a row's name may hold spaces.
+        "command": shlex.join(["python", "bench/compare_rows.py", *(sys.argv[1:] if argv is None else argv)]),
         "specs": {"row": args.row, "baseline": args.baseline},
         "names": {"row": args.row_name or row_name, "baseline": args.baseline_name or baseline_name},
         **comparison,

@@ -130,6 +130,7 @@ def test_compare_rows_pairs_folds_by_seed_across_records(tmp_path, capsys):
     )
     report = json.loads(output.read_text())
     assert report["names"] == {"row": "Ours", "baseline": "CE-only, all layers"} and report["seeds"] == [0, 1]
+    assert "--baseline_name 'CE-only, all layers'" in report["command"]  # as a shell takes it
     first, second = report["per_seed"]
     # Seed 0: differences +5, -1, +11; seed 1: +3, +2, +6.
     assert (first["row_ua"], first["baseline_ua"]) == (70, 65) and first["test"]["wins"] == 2
