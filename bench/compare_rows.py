@@ -7,15 +7,16 @@ with the row's by seed. Every run of a record keeps its per-fold test and valida
 `fold_validation_ua`), so nothing is retrained or regathered here.
 
 A side is one or more `RECORD:ROW` (a row folder of that record, e.g. `bench/results/seeds.json:alpha_0.25`); several
-records join their seeds (each seed once per side). Both sides must hold the same seeds and, per seed, the same folds.
+records join their seeds (each seed once per side). Both sides must hold every seed compared (`--seeds`, default: all
+of either side's) and, per seed, the same folds.
 
 Reported: per seed, each side's mean test and validation UA and the fold-by-fold comparison (wins, two-sided Wilcoxon
 signed-rank p); over seeds, mean ± std of each side and of the difference, and the comparison on fold UA averaged over
 seeds, on test and on validation (the validation one says which side a choice between them would take).
 
-    python bench/compare_rows.py --row bench/results/seeds.json:alpha_0.25 \\
-        --baseline bench/results/weighted_layer_sum.json:no_teachers bench/results/seeds_wls_ce_only.json:no_teachers \\
-        --output bench/results/default_vs_ce_weighted_layer_sum_seeds.json
+    python bench/compare_rows.py --row bench/results/seeds.json:alpha_0.25 --baseline \\
+        bench/results/weighted_layer_sum.json:no_teachers bench/results/seeds_ce_only_weighted_layer_sum.json:no_teachers \\
+        --baseline_name "CE-only, heads on a weighted sum of layers" --output bench/results/compare.json
 """
 
 import argparse
@@ -36,7 +37,8 @@ def runs_by_seed(specs: list[str]) -> tuple[str, dict[int, dict]]:
     `RECORD:ROW` specs.
 
     Raises:
-        ValueError: a spec without `:ROW`, a row the record lacks, or a seed twice.
+        ValueError: a spec without `:ROW`, a file that is no `bench/seeds.py` record, a row the record lacks, a run
+            without per-fold UA (recorded before the records kept it), or a seed twice.
     """
     names, runs = [], {}
     for spec in specs:
@@ -44,13 +46,21 @@ def runs_by_seed(specs: list[str]) -> tuple[str, dict[int, dict]]:
         if not separator or not record_path or not row:
             raise ValueError(f"{spec!r}: expected RECORD:ROW, e.g. bench/results/seeds.json:alpha_0.25")
         record = json.loads(Path(record_path).read_text())
+        if record.get("benchmark") != "seeds":
+            raise ValueError(
+                f"{record_path} is not a record of bench/seeds.py (benchmark: {record.get('benchmark')!r})"
+            )
         if row not in record["rows"]:
             raise ValueError(f"{record_path} has no row {row!r}; its rows: {', '.join(record['rows'])}")
         names.append(record["rows"][row])
         for seed in record["seeds"]:
             if seed in runs:
                 raise ValueError(f"seed {seed} of {spec} is already given by an earlier record of the same side")
-            runs[seed] = {"record": record_path, **record["runs"][f"{row}/seed_{seed}"]}
+            run = record["runs"][f"{row}/seed_{seed}"]
+            if not {"fold_ua", "fold_validation_ua"} <= run.keys():
+                raise ValueError(f"{record_path}: run {row}/seed_{seed} keeps no per-fold UA (recorded before the "
+                                 "records kept it): gather its runs again with bench/seeds.py --gather")  # fmt: skip
+            runs[seed] = {"record": record_path, **run}
     return " / ".join(dict.fromkeys(names)), runs
 
 

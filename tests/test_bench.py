@@ -110,7 +110,7 @@ def seeds_record(path: Path, row: str, name: str, fold_ua: dict[int, dict[int, f
         }
         for seed, folds in fold_ua.items()
     }
-    path.write_text(json.dumps({"seeds": list(fold_ua), "rows": {row: name}, "runs": runs}))
+    path.write_text(json.dumps({"benchmark": "seeds", "seeds": list(fold_ua), "rows": {row: name}, "runs": runs}))
     return f"{path}:{row}"
 
 
@@ -148,11 +148,18 @@ def test_compare_rows_pairs_folds_by_seed_across_records(tmp_path, capsys):
     # One seed of both sides, chosen.
     main(["--row", row, "--baseline", seed_0, "--seeds", "0", "--output", str(output)])
     assert json.loads(output.read_text())["seeds"] == [0]
+    old, other = tmp_path / "old.json", tmp_path / "other.json"  # a record of before per-fold UA; another benchmark's
+    record = json.loads((tmp_path / "b0.json").read_text())
+    del record["runs"]["no_teachers/seed_0"]["fold_validation_ua"]
+    old.write_text(json.dumps(record))
+    other.write_text(json.dumps({**record, "benchmark": "x"}))
     for arguments, message in (
         (["--row", row, "--baseline", seed_0], "the baseline has no run at seed(s) [1] (it has [0]): pass --seeds"),
         (["--row", row, "--baseline", seed_0, seed_0], f"seed 0 of {seed_0} is already given"),
         (["--row", str(tmp_path / "a.json"), "--baseline", seed_0], "expected RECORD:ROW"),
         (["--row", f"{tmp_path / 'a.json'}:alpha_1", "--baseline", seed_0], "has no row 'alpha_1'; its rows: none"),
+        (["--row", row, "--baseline", f"{old}:no_teachers"], "run no_teachers/seed_0 keeps no per-fold UA"),
+        (["--row", row, "--baseline", f"{other}:no_teachers"], "is not a record of bench/seeds.py (benchmark: 'x')"),
     ):
         with pytest.raises(SystemExit):
             main(arguments)
