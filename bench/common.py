@@ -29,6 +29,11 @@ LABELS = ["neutral", "angry", "sad", "happy"]
 TEXTS = ["fine thanks", "this is outrageous", "i miss her so much", "what wonderful news"]  # one per label
 RATE = 16_000
 _LOAD_AT_START = list(os.getloadavg())
+# The legend both row-against-row tables (bench/seeds.py, bench/compare_rows.py) open with, after their command.
+UA_LEGEND = (
+    "UA in %, the mean over folds (test, and validation: the best epoch's UA on each fold's validation speaker); "
+    "wins and p (two-sided Wilcoxon signed-rank) over folds."
+)
 
 
 def base_parser(description: str, repetitions: int) -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from common import write_result
+from common import UA_LEGEND, write_result
 
 from emodistill.trainers.reporting import format_p, mean_std, paired_comparison
 
@@ -123,8 +123,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"# {names['row']} against {names['baseline']}",
         "",
-        f"`{report['command']}`; UA in %, the mean over folds (test, and validation: the best epoch's UA on each "
-        "fold's validation speaker); wins and p (two-sided Wilcoxon signed-rank) over folds. Runs: "
+        f"`{report['command']}`; {UA_LEGEND} Runs: "
         + "; ".join(f"{side}: {', '.join(report['specs'][side])}" for side in SIDES)
         + ".",
         "",

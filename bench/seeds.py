@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from common import UA_LEGEND
 from main_job import QUICK, measure
 
 from emodistill.trainers.arguments import ABLATIONS, CE_ONLY, FULL_METHOD
@@ -236,8 +237,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"# {'Against CE-only' if len(names) > 1 else 'CE-only'} over seeds {', '.join(map(str, report['seeds']))}",
         "",
-        f"`{report['command']}`; UA in %, the mean over folds (test, and validation: the best epoch's UA on each "
-        "fold's validation speaker); wins and p (two-sided Wilcoxon signed-rank) over folds."
+        f"`{report['command']}`; {UA_LEGEND}"
         + (
             " Runs gathered, not trained: each run's training command and code digests are in the JSON."
             if report.get("gathered")
