@@ -214,7 +214,9 @@ def test_a_seeds_row_sets_one_setting_within_its_range():
             parse_row(text)
 
 
-# Eight quick trainings, a rerun, a gather and the level probe (three calls): about 400 s alone, more when loaded.
+# Six quick trainings, a rerun, two gathers and the level probe (three calls): about 320 s alone, more when loaded.
+# Rows: the full method, one setting changed, and CE-only (the ablation rows are parsed in the test above and all
+# run by the ablation table in test_main_job.py).
 @pytest.mark.timeout(1500)
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
@@ -227,14 +229,13 @@ def test_seeds(tmp_path):
         "--rows",
         "none",
         "alpha=0.5",
-        "no_logit_kd",
     ]
     command += ["--output", str(output), "--runs_dir", str(runs_dir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "seeds" and report["quick"] is True and report["seeds"] == [0, 1]
-    assert list(report["rows"]) == ["none", "alpha_0.5", "no_logit_kd", "no_teachers"]
+    assert list(report["rows"]) == ["none", "alpha_0.5", "no_teachers"]
     assert report["rows"]["alpha_0.5"] == "Ours (EmoDistill), alpha = 0.5"
     for seed in (0, 1):
         for row in report["rows"]:
@@ -256,14 +257,14 @@ def test_seeds(tmp_path):
             assert run["torch_threads"] == [1]  # the folds' own thread count, not the summarising invocation's
             assert run["cpu_capabilities"] == [torch.backends.cpu.get_cpu_capability()]
     over = report["over_seeds"]
-    for row in ("alpha_0.5", "no_logit_kd"):
+    for row in ("alpha_0.5",):
         difference = [p["ua"][row] - p["ua"]["no_teachers"] for p in report["per_seed"]]
         assert over["ua_difference_vs_ce_only"][row]["mean"] == pytest.approx(sum(difference) / 2)
         assert over["ua"][row]["mean"] == pytest.approx(sum(p["ua"][row] for p in report["per_seed"]) / 2)
         assert over["vs_ce_only_on_fold_ua_averaged_over_seeds"][row]["folds"] == 2
     assert "no_teachers" not in over["ua_difference_vs_ce_only"]  # the baseline is not compared with itself
     # What each part adds: the full method against each other row, on fold UA averaged over the two seeds, by hand.
-    assert set(over["ours_vs_row_on_fold_ua_averaged_over_seeds"]) == {"alpha_0.5", "no_logit_kd"}
+    assert set(over["ours_vs_row_on_fold_ua_averaged_over_seeds"]) == {"alpha_0.5"}
     for row, comparison in over["ours_vs_row_on_fold_ua_averaged_over_seeds"].items():
         ours, other = ([report["runs"][f"{r}/seed_{s}"]["fold_ua"] for s in (0, 1)] for r in ("none", row))
         differences = [sum(o[fold] - x[fold] for o, x in zip(ours, other)) / 2 for fold in ours[0]]
@@ -278,8 +279,9 @@ def test_seeds(tmp_path):
     log = (runs_dir / "seed_0_no_teachers.log").read_text()
     assert f"from {os.environ['EMODISTILL_CACHE']}/synthetic_iemocap/" in log
     table = output.with_suffix(".md").read_text()
-    assert "| w/o L_logits | 0 |" in table and "| w/o L_logits | 1 |" in table  # a line per row and seed
-    assert "What each part adds" in table and "| w/o L_logits | " in table.split("What each part adds")[1]
+    name = report["rows"]["alpha_0.5"]
+    assert f"| {name} | 0 |" in table and f"| {name} | 1 |" in table  # a line per row and seed
+    assert "What each part adds" in table and f"| {name} | " in table.split("What each part adds")[1]
     assert "| linguistic | " in table.split("Each teacher alone")[1]
     # The folder is laid out like --ablation_table's, owned by train.py: a second invocation retrains nothing.
     assert (runs_dir / ".emodistill-run").exists()
@@ -296,7 +298,6 @@ def test_seeds(tmp_path):
         "--rows",
         "none",
         "alpha=0.5",
-        "no_logit_kd",
         "--gather",
     ]
     gather += ["--output", str(gathered), "--runs_dir", str(runs_dir)]
@@ -309,7 +310,7 @@ def test_seeds(tmp_path):
     trained_by = json.loads((runs_dir / "seed_1" / "alpha_0.5" / "results.json").read_text())["config"]["command"]
     assert summary["runs"]["alpha_0.5/seed_1"]["command"] == trained_by and trained_by.endswith("--alpha 0.5")
     assert "Runs gathered, not trained" in gathered.with_suffix(".md").read_text()
-    assert len(list(runs_dir.glob("seed_*.gather.log"))) == 8
+    assert len(list(runs_dir.glob("seed_*.gather.log"))) == 6
     for log in runs_dir.glob("seed_*.log"):  # the training logs, untouched
         if not log.name.endswith(".gather.log"):
             assert log.read_text().count("already finished with these settings: kept") == 2, log.name
