@@ -214,7 +214,7 @@ def test_a_seeds_row_sets_one_setting_within_its_range():
             parse_row(text)
 
 
-# Six quick trainings, a rerun, two gathers and the level probe (three calls): about 320 s alone, more when loaded.
+# Six quick trainings, a rerun, two gathers and the level probe (three calls): about 290 s alone, more when loaded.
 # Rows: the full method, one setting changed, and CE-only (the ablation rows are parsed in the test above and all
 # run by the ablation table in test_main_job.py).
 @pytest.mark.timeout(1500)
