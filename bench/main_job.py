@@ -97,7 +97,8 @@ def main() -> None:
             runs[name].update({"folds": len(results[name]["folds"]), "mean": results[name]["mean"],
                                "std": results[name]["std"], "per_carrier": results[name]["per_carrier"]})  # fmt: skip
             if not args.quick:  # the tables the README quotes, kept beside the figures
-                table = Path(args.output).with_name(f"main_job_{name}_results.md")
+                # Named after the record (main_job.json: main_job_cold_results.md, ...): another record keeps its own.
+                table = Path(args.output).with_name(f"{Path(args.output).stem}_{name}_results.md")
                 table.write_text((output_dir / "results.md").read_text())
             print(
                 f"{name}: {runs[name]['wall_s']} s, peak {runs[name]['peak_rss_mib']} MiB, "
