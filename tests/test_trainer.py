@@ -218,7 +218,7 @@ def test_predictions_come_in_dataset_order_with_length_grouped_training(tmp_path
     assert prediction.label_ids.tolist() == [row["label"] for row in rows]
 
 
-def test_the_student_split_batches_exactly_as_its_python_rows(tmp_path):
+def test_the_student_split_batches_exactly_as_its_python_rows():
     """`student_split` hands the collator NumPy rows (fast); the batches must be the Python rows' to the bit."""
     rows = toy_rows(6)
     ids = [f"utt_{i}" for i in range(len(rows))]

@@ -111,7 +111,8 @@ def student_split(split: Dataset, teacher_results: dict, max_samples: int | None
     """The student's view of a split: id, waveform, label, `length` (for length-grouped batches), teacher columns.
 
     Rows come as NumPy arrays: the same values as the default Python lists (the collator makes float32 arrays of
-    either), without building a Python float per sample, which took most of the batches' loading time."""
+    either), without building a Python float per sample, which took most of the batches' loading time. (A crop
+    transform set on the split replaces the format: it receives Python lists.)"""
     lengths = [n if max_samples is None else min(n, max_samples) for n in split["num_samples"]]
     split = split.select_columns(["id", "input_values", "label"]).add_column("length", lengths)
     return attach_teacher_outputs(split, teacher_results).with_format("numpy")
