@@ -246,3 +246,54 @@ def test_the_student_split_batches_exactly_as_its_python_rows():
         assert batch[key].dtype == expected[key].dtype and torch.equal(batch[key], expected[key]), key
     assert torch.equal(batch["prosodic_logits"], torch.tensor(np.stack([row["prosodic_logits"] for row in rows])))
     assert list(fast["length"]) == [len(row["input_values"]) for row in rows]
+
+
+def test_random_crop_cuts_each_training_row_to_its_length_at_a_seeded_offset():
+    """A cropping collator cuts a row longer than its `length` at an offset from NumPy's global generator (which
+    Trainer seeds and checkpoints) and leaves whole rows, as evaluation's are, untouched without a draw."""
+    rows = toy_rows(4, with_cache=False)
+    lengths = [2000, len(rows[1]["input_values"]), 2500, len(rows[3]["input_values"])]
+    for row, length in zip(rows, lengths):
+        row["length"] = length
+    cropping, plain = (
+        EmoDistillDataCollator(feature_extractor(), random_crop=True),
+        EmoDistillDataCollator(feature_extractor()),
+    )
+
+    np.random.seed(7)
+    batch = cropping(rows)
+    after = np.random.randint(1 << 30)
+    np.random.seed(7)
+    by_hand = [dict(row) for row in rows]
+    for row in (by_hand[0], by_hand[2]):  # two draws, in row order
+        start = np.random.randint(0, len(row["input_values"]) - row["length"] + 1)
+        row["input_values"] = row["input_values"][start : start + row["length"]]
+    assert np.random.randint(1 << 30) == after  # no draw for the whole rows
+    expected = plain(by_hand)
+    assert batch["attention_mask"].sum(-1).tolist() == lengths
+    assert torch.equal(batch["input_values"], expected["input_values"])
+    assert torch.equal(plain(rows)["attention_mask"].sum(-1), torch.tensor([len(r["input_values"]) for r in rows]))
+
+    with pytest.raises(KeyError, match="length"):
+        cropping(toy_rows(2, with_cache=False))
+
+
+def test_a_cropped_student_split_declares_its_crop_length():
+    """`student_split(max_samples=...)` gives each row the length it has in a batch (length grouping and the
+    cropping collator read it); the waveform stays whole, and NumPy, in the dataset."""
+    rows = toy_rows(5, with_cache=False)
+    split = Dataset.from_dict(
+        {
+            "id": [f"utt_{i}" for i in range(5)],
+            "input_values": [row["input_values"] for row in rows],
+            "label": [row["label"] for row in rows],
+            "num_samples": [len(row["input_values"]) for row in rows],
+        }
+    )
+    train = student_split(split, {}, max_samples=4000)
+    assert list(train["length"]) == [min(len(row["input_values"]), 4000) for row in rows]
+    assert isinstance(train[0]["input_values"], np.ndarray) and len(train[0]["input_values"]) == len(
+        rows[0]["input_values"]
+    )
+    batch = EmoDistillDataCollator(feature_extractor(), random_crop=True)([train[i] for i in range(5)])
+    assert batch["attention_mask"].sum(-1).tolist() == list(train["length"])

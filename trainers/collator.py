@@ -19,9 +19,17 @@ class EmoDistillDataCollator:
     """
     Turns dataset rows into a batch.
 
-    Each row holds `input_values` (a 1-D 16 kHz waveform, already cropped by the dataset transform if wanted) and
-    `label`; optionally the cached teacher columns of `CACHED_TEACHER_COLUMNS`, and, for teachers that run on the fly,
-    `text` (tokenized for the linguistic teacher) and `egemaps` (`(frames, 25)` descriptors for the prosodic teacher).
+    Each row holds `input_values` (a 1-D 16 kHz waveform) and `label`; optionally the cached teacher columns of
+    `CACHED_TEACHER_COLUMNS`, and, for teachers that run on the fly, `text` (tokenized for the linguistic teacher) and
+    `egemaps` (`(frames, 25)` descriptors for the prosodic teacher).
+
+    With `random_crop=True`, each row's waveform is cut to the row's `length` (in samples) at a random offset: the
+    training split's `length` is its crop length (`student_split`), evaluation splits' rows keep their whole
+    waveform (`length` equals it), so one collator serves both. Offsets come from NumPy's global generator, which
+    `Trainer` seeds and checkpoints: with `dataloader_num_workers=0` (the default) a resumed run crops as the
+    uninterrupted one would; workers draw from generators torch seeds afresh for each worker. (Cropping here rather
+    than in a `Dataset.set_transform` lets the rows stay NumPy arrays: a transform receives Python lists, one
+    Python float per sample.)
 
     The batch has `input_values` `(B, T)`, `attention_mask` `(B, T)` when the feature extractor asks for one (its
     `return_attention_mask`: group-norm checkpoints such as `facebook/hubert-base-ls960` must not get a mask, padding
@@ -34,9 +42,16 @@ class EmoDistillDataCollator:
     tokenizer: PreTrainedTokenizerBase | None = None
     include_prosodic_features: bool = False
     max_text_length: int = MAX_TEXT_LENGTH
+    random_crop: bool = False
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         audio = [np.asarray(f["input_values"], dtype=np.float32) for f in features]
+        if self.random_crop:
+            if "length" not in features[0]:
+                raise KeyError(
+                    "random_crop=True crops each row to its `length` column (samples), which the rows lack."
+                )
+            audio = [random_crop(waveform, int(f["length"])) for waveform, f in zip(audio, features)]
         batch = dict(
             self.feature_extractor(
                 audio,
@@ -66,6 +81,15 @@ class EmoDistillDataCollator:
         if self.include_prosodic_features:
             batch["prosodic_teacher_inputs"] = pad_descriptors([f["egemaps"] for f in features])
         return batch
+
+
+def random_crop(waveform: np.ndarray, max_samples: int) -> np.ndarray:
+    """`waveform` `(T,)` cut to at most `max_samples` at an offset drawn from NumPy's global generator (no draw when
+    it is not longer)."""
+    if len(waveform) <= max_samples:
+        return waveform
+    start = np.random.randint(0, len(waveform) - max_samples + 1)
+    return waveform[start : start + max_samples]
 
 
 def evaluation_batch_size(feature_extractor: SequenceFeatureExtractor, requested: int) -> int:

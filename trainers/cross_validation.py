@@ -55,7 +55,7 @@ from .results import (
     write_json,
     write_predictions,
 )
-from .student import build_student, random_crop_transform, resolve_student
+from .student import build_student, resolve_student
 from .teacher_training import attach_teacher_outputs, train_teacher
 from .teachers import resolve_linguistic_backbone
 from .trainer import EmoDistillTrainer, quiet_trainer
@@ -108,11 +108,12 @@ def fold_fingerprint(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDi
 
 
 def student_split(split: Dataset, teacher_results: dict, max_samples: int | None = None) -> Dataset:
-    """The student's view of a split: id, waveform, label, `length` (for length-grouped batches), teacher columns.
+    """The student's view of a split: id, waveform, label, `length`, teacher columns.
 
-    Rows come as NumPy arrays: the same values as the default Python lists (the collator makes float32 arrays of
-    either), without building a Python float per sample, which took most of the batches' loading time. (A crop
-    transform set on the split replaces the format: it receives Python lists.)"""
+    `length` is the samples a row has in a batch: its whole waveform, or at most `max_samples` for a training split
+    that `EmoDistillDataCollator(random_crop=True)` crops; length-grouped batching groups by it. Rows come as NumPy
+    arrays: the same values as the default Python lists (the collator makes float32 arrays of either), without
+    building a Python float per sample, which took most of the batches' loading time."""
     lengths = [n if max_samples is None else min(n, max_samples) for n in split["num_samples"]]
     split = split.select_columns(["id", "input_values", "label"]).add_column("length", lengths)
     return attach_teacher_outputs(split, teacher_results).with_format("numpy")
@@ -167,8 +168,6 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
     seconds = experiment.data.max_train_seconds
     max_samples = None if seconds is None else int(seconds * SAMPLING_RATE)
     train = student_split(fold["train"], teacher_results, max_samples)
-    if max_samples is not None:
-        train.set_transform(random_crop_transform(max_samples))
     validation = student_split(fold["validation"], teacher_results)
     test = student_split(fold["test"], {})  # no teacher signal ever reaches the test split
 
@@ -182,7 +181,7 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         args=args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=EmoDistillDataCollator(extractor),
+        data_collator=EmoDistillDataCollator(extractor, random_crop=max_samples is not None),
         compute_metrics=make_compute_metrics(label_names, percent=True),
     )
     quiet_trainer(trainer, f"Fold {fold.spec.fold} student")

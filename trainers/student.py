@@ -1,10 +1,9 @@
 """Building the student: any HuBERT checkpoint (a hub id, a local folder, or the one this package ships) with
-EmoDistill's classifier and projection heads, and the random crops of its training utterances."""
+EmoDistill's classifier and projection heads."""
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 from transformers.utils import logging as transformers_logging
 
@@ -80,25 +79,3 @@ def build_student(
     if normalize_waveform is not None:
         extractor.do_normalize = normalize_waveform
     return model, extractor
-
-
-def random_crop_transform(max_samples: int):
-    """
-    A `Dataset.set_transform` function that crops each waveform to at most `max_samples` at a random offset.
-
-    Used on the training split only (evaluation sees full utterances). It draws from NumPy's global generator, which
-    `Trainer` seeds and checkpoints, so with `dataloader_num_workers=0` (the default) a resumed run crops as the
-    uninterrupted one would; workers draw from generators torch seeds afresh for each worker.
-    """
-
-    def crop(batch: dict) -> dict:
-        waveforms = []
-        for waveform in batch["input_values"]:
-            waveform = np.asarray(waveform, dtype=np.float32)
-            if len(waveform) > max_samples:
-                start = np.random.randint(0, len(waveform) - max_samples + 1)
-                waveform = waveform[start : start + max_samples]
-            waveforms.append(waveform)
-        return {**batch, "input_values": waveforms}
-
-    return crop
