@@ -161,6 +161,8 @@ def main() -> None:
                     "torch_threads": sorted({f.get("torch_threads") for f in result["folds"]}, key=str),
                     # The CPU kernels each fold trained with (None: recorded before folds kept it).
                     "cpu_capabilities": sorted({f.get("cpu_capability") for f in result["folds"]}, key=str),
+                    # The CPUs they trained on (None: recorded before folds kept it).
+                    "cpus": sorted({f.get("cpu") for f in result["folds"]}, key=str),
                     # The code each fold trained with (`--gather` may combine runs of several code versions).
                     "source_digests": sorted(
                         {f["fingerprint"]["components"]["code"]["source"] for f in result["folds"]}

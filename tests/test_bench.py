@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from emodistill.trainers.results import cpu_model
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 MACHINE_KEYS = {
     "cpu_count",
@@ -256,6 +258,7 @@ def test_seeds(tmp_path):
             assert run["fold_validation_ua"] == {str(f["fold"]): f["validation_ua"] for f in stored["folds"]}
             assert run["torch_threads"] == [1]  # the folds' own thread count, not the summarising invocation's
             assert run["cpu_capabilities"] == [torch.backends.cpu.get_cpu_capability()]
+            assert run["cpus"] == [cpu_model()]
     over = report["over_seeds"]
     difference = [p["ua"]["alpha_0.5"] - p["ua"]["no_teachers"] for p in report["per_seed"]]
     assert over["ua_difference_vs_ce_only"]["alpha_0.5"]["mean"] == pytest.approx(sum(difference) / 2)

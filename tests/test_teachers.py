@@ -5,7 +5,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from emodistill.trainers import teacher_training
+from emodistill.trainers import results, teacher_training
 from emodistill.trainers.cache import CACHE_VERSION, scan_cache
 from emodistill.trainers.teacher_training import (
     TeacherArguments,
@@ -128,6 +128,7 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
         "world_size": 1,
         "torch_threads": threads,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": results.cpu_model(),
     }
     torch.set_num_threads(threads + 1)
     try:
@@ -135,6 +136,20 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
             train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
     finally:
         torch.set_num_threads(threads)
+    # And so is another CPU with the same kernels (AMD and Intel AVX512 trained different prosodic teachers).
+    monkeypatch.setattr(results, "cpu_model", lambda: "AuthenticAMD family 25 model 17 stepping 1: AMD EPYC 9R14")
+    with pytest.raises(AssertionError, match="a teacher ran"):
+        train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
+
+
+def test_the_cpu_is_named_by_vendor_family_model_and_stepping():
+    x86 = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R)"
+    x86 += " Platinum 8480+\nstepping\t: 8\n\nprocessor\t: 1\nvendor_id\t: OtherVendor\n"
+    assert results.describe_cpu(x86) == "GenuineIntel family 6 model 143 stepping 8: Intel(R) Xeon(R) Platinum 8480+"
+    arm = "processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"
+    assert results.describe_cpu(arm) == "implementer 0x41 part 0xd0c"
+    assert results.describe_cpu("") is None
+    assert results.cpu_model()  # this machine's, whatever it is
 
 
 def test_a_teacher_cannot_be_trained_on_the_test_speaker(tmp_path):

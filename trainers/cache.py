@@ -36,9 +36,9 @@ from emodistill.data_scripts.unlabelled_speech import DIRNAME as UNLABELLED_DIRN
 
 # The folder of the cache where each fold's teachers are kept (`teachers/<teacher>/<key>`), and the version of those
 # entries: bump it when what a cached teacher computes or records, or what its key is made of, changes (3: the test
-# predictions joined `meta.json`).
+# predictions joined `meta.json`; 4: the CPU model joined the float path).
 TEACHER_CACHE = "teachers"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass

@@ -160,11 +160,12 @@ def teacher_inputs(name: str, split: Dataset) -> list:
 
 def float_path(run_args: TrainingArguments | None = None) -> dict:
     """
-    Where a teacher's arithmetic runs: the device and number of processes and, on a CPU, the intra-op threads and the
-    kernels torch picked (AVX2, AVX512, ...); on a GPU, its model. Float sums, hence a trained teacher, depend on them:
-    on one machine, the embedded default's prosodic teachers trained twice with two threads were equal, but trained
-    with one thread and with two they differed on every fold compared (7 of 7). A cached teacher is therefore reused
-    only on the same float path.
+    Where a teacher's arithmetic runs: the device and number of processes and, on a CPU, the intra-op threads, the
+    kernels torch picked (AVX2, AVX512, ...) and the CPU model; on a GPU, its model. Float sums, hence a trained
+    teacher, depend on them: on one machine, the embedded default's prosodic teachers trained twice with two threads
+    were equal, but trained with one thread and with two they differed on every fold compared (7 of 7); an AMD and an
+    Intel CPU, both AVX512, trained different ones on every fold. A cached teacher is therefore reused only on the same
+    float path.
     """
     if run_args is None:  # outside a run: where a `Trainer` with default arguments would train
         device, world_size = torch.device("cuda" if torch.cuda.is_available() else "cpu"), 1
