@@ -43,7 +43,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=9.0", "pytest-timeout>=2.4"],
+    "test": ["pytest>=9.0", "pytest-timeout>=2.4", "pytest-xdist>=3.8"],
     "lint": ["ruff>=0.17"],
 }
 EXTRAS["dev"] = EXTRAS["test"] + EXTRAS["lint"]
