@@ -10,7 +10,9 @@ Three runs of `train.py`, each a fresh subprocess with a fresh output folder:
 3. `no_teachers`: the CE-only baseline (`--ablation no_teachers`, same student), with the warm cache.
 
 It then compares EmoDistill and CE-only fold by fold (wins, two-sided Wilcoxon signed-rank p) and per emotion carrier.
-Peak memory is the largest summed resident set size of the process and its children, sampled every 0.1 s.
+Peak memory is the largest summed resident set size of the process and its children, sampled every 0.1 s. CPU time
+(user + system, of the process and its children) is the work, which the machine's load changes less than the wall
+time; the steal fraction is the share of the machine's CPU time its hypervisor gave to other guests meanwhile.
 
     python bench/main_job.py                 # the full default (about half an hour on 2 CPU cores)
     python bench/main_job.py --quick         # a tiny corpus, 2 folds, 1 epoch: checks the script itself
@@ -21,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -41,8 +44,28 @@ QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1,2", "--num_tra
 VOLATILE = {"wall_seconds", "provenance", "date"}
 
 
+def machine_ticks() -> list[int] | None:
+    """The machine's CPU time so far, in ticks per state (Linux `/proc/stat`: user, nice, system, idle, iowait, irq,
+    softirq, steal), or None elsewhere."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_fraction(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of the machine's CPU time that its hypervisor gave to other guests between two `machine_ticks()`:
+    on a shared virtual machine the same job's wall time varies with it."""
+    if before is None or after is None:
+        return None
+    spent = [b - a for a, b in zip(before, after)]
+    return round(spent[7] / sum(spent), 3) if sum(spent) else None
+
+
 def measure(command: list[str], env: dict, log_path: Path) -> dict:
-    """Runs `command` (its output to `log_path`), returning its wall time and the peak RSS of its process tree."""
+    """Runs `command` (its output to `log_path`), returning its wall time, the CPU time of its process tree (user +
+    system), the peak RSS of that tree and the machine's steal fraction meanwhile."""
+    ticks, children = machine_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     # To a file, not a pipe: a pipe nobody reads fills up and blocks the child on its next line.
     with open(log_path, "w") as log:
@@ -58,7 +81,14 @@ def measure(command: list[str], env: dict, log_path: Path) -> dict:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed, see {log_path}:\n{log_path.read_text()[-3000:]}")
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak / 2**20, 1)}
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_rss_mib": round(peak / 2**20, 1),
+        "steal_fraction": steal_fraction(ticks, machine_ticks()),
+    }
 
 
 def comparable(value):
@@ -101,7 +131,8 @@ def main() -> None:
                 table = Path(args.output).with_name(f"{Path(args.output).stem}_{name}_results.md")
                 table.write_text((output_dir / "results.md").read_text())
             print(
-                f"{name}: {runs[name]['wall_s']} s, peak {runs[name]['peak_rss_mib']} MiB, "
+                f"{name}: {runs[name]['wall_s']} s ({runs[name]['cpu_s']} s of CPU, steal "
+                f"{runs[name]['steal_fraction']}), peak {runs[name]['peak_rss_mib']} MiB, "
                 f"WA {results[name]['mean']['wa']:.2f} UA {results[name]['mean']['ua']:.2f}"
             )
 

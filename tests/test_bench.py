@@ -186,6 +186,8 @@ def test_main_job(tmp_path):
     for name in ("cold", "warm", "no_teachers"):
         run = report["runs"][name]
         assert run["wall_s"] > 0 and run["peak_rss_mib"] > 100 and run["folds"] == 2
+        # train.py's own work: at least its imports (seconds of CPU), and a share of the machine's time, if known.
+        assert run["cpu_s"] > 1 and (run["steal_fraction"] is None or 0 <= run["steal_fraction"] <= 1)
         assert set(run["mean"]) == {"wa", "ua", "macro_f1"} and set(run["per_carrier"]) == {"words", "voice", "both"}
         assert (tmp_path / "runs" / name / "results.json").exists()
     assert "--ablation no_teachers" in report["runs"]["no_teachers"]["command"]
@@ -194,6 +196,17 @@ def test_main_job(tmp_path):
         "linguistic",
         "prosodic",
     }
+
+
+def test_steal_fraction_is_the_steal_share_of_the_ticks_between_two_readings():
+    sys.path.insert(0, str(BENCH))
+    from main_job import steal_fraction
+
+    #         user nice system idle iowait irq softirq steal
+    before = [100, 0, 10, 50, 0, 0, 0, 40]
+    after = [160, 0, 20, 70, 0, 0, 0, 70]  # 60 + 10 + 20 + 30 = 120 ticks, 30 of them stolen
+    assert steal_fraction(before, after) == 0.25
+    assert steal_fraction(None, after) is None and steal_fraction(before, before) is None
 
 
 def test_a_seeds_row_sets_one_setting_within_its_range():

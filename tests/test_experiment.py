@@ -2,11 +2,13 @@
 the global batch, the temperature defaults, and the ablation table's statistics."""
 
 import pytest
+import torch
 
 from emodistill.trainers.arguments import ABLATIONS
 from emodistill.trainers.experiment import (
     PRESET_DIR,
     DataArguments,
+    JobTrainingArguments,
     build_parser,
     parse_experiment,
     split_global_batch,
@@ -78,6 +80,7 @@ def test_a_preset_is_an_argument_file_and_the_command_line_wins(tmp_path):
         (["--ablation", "no_such_row"], "invalid choice"),
         (["--prosodic_teacher_level_dbfs", "3"], "`prosodic_teacher_level_dbfs`: A level above full scale (3.0 dBFS"),
         (["--folds", "1,x"], "--folds takes comma-separated integers"),
+        (["--activation_dropout", "1"], "--activation_dropout is a dropout probability in [0, 1), got 1.0"),
         (["--folds", "1,2,1"], "--folds 1,2,1 names [1] more than once"),
         (["--tau_sweep", "prosodic=0,1"], "--tau_sweep takes prosodic=V1,V2"),
         (["--tau_sweep", "acoustic=1,2"], "--tau_sweep takes prosodic=V1,V2"),
@@ -91,6 +94,30 @@ def test_settings_the_job_cannot_honour_are_refused_when_parsed(argv, message, c
     with pytest.raises(SystemExit):
         parse(*argv)
     assert message in capsys.readouterr().err
+
+
+def test_fine_tuning_dropouts_override_the_checkpoint_only_where_set():
+    student = parse().student
+    # The embedded default drops the two costliest masks on a CPU and keeps the checkpoint's hidden dropout.
+    assert student.dropouts == {"attention_dropout": 0.0, "activation_dropout": 0.0}
+    assert parse_paper().student.dropouts == {"attention_dropout": 0.1, "activation_dropout": 0.1}
+    assert parse("--hidden_dropout", "0.2").student.dropouts["hidden_dropout"] == 0.2
+
+
+def test_bf16_by_default_only_where_the_hardware_multiplies_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    training = parse().training
+    assert training.bf16 is False and training.use_cpu is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    training = parse().training
+    # transformers grants bf16 on a CPU only with use_cpu, which the default sets for one process.
+    assert training.bf16 is True and training.use_cpu is True
+    assert parse("--bf16", "false").training.bf16 is False  # the command line decides when it says
+    # Several processes without --use_cpu stay as they were launched (train.py stops them), in float32.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert JobTrainingArguments(output_dir="unused").bf16 is False
 
 
 def test_the_prosodic_teachers_level_is_part_of_its_recipe_only_when_set():

@@ -180,6 +180,25 @@ def test_the_bundled_student_is_a_small_hub_layout_checkpoint():
     )
 
 
+def test_config_overrides_set_the_students_dropouts_and_unknown_names_are_refused(tmp_path):
+    student, _ = build_student(
+        BUNDLED_STUDENT, ["a", "b"], linguistic_embedding_dim=8, prosodic_embedding_dim=8,
+        config_overrides={"activation_dropout": 0.0, "attention_dropout": 0.0},
+    )  # fmt: skip
+    shipped = json.loads((BUNDLED_STUDENT_DIR / "config.json").read_text())
+    assert shipped["activation_dropout"] > 0 and shipped["hidden_dropout"] > 0
+    layer = student.hubert.encoder.layers[0]
+    assert layer.feed_forward.intermediate_dropout.p == 0.0 and layer.attention.dropout == 0.0
+    assert layer.dropout.p == shipped["hidden_dropout"]  # not overridden: the checkpoint's
+    student.save_pretrained(tmp_path)  # the fold model keeps the values it was trained with
+    assert json.loads((tmp_path / "config.json").read_text())["activation_dropout"] == 0.0
+    with pytest.raises(ValueError, match=r"\['activation_dropot'\] are not fields of a HuBERT config"):
+        build_student(
+            BUNDLED_STUDENT, ["a"], linguistic_embedding_dim=8, prosodic_embedding_dim=8,
+            config_overrides={"activation_dropot": 0.0},
+        )  # fmt: skip
+
+
 def test_a_missing_bundled_student_names_its_folder_and_the_rebuild_command(tmp_path, monkeypatch):
     monkeypatch.setattr(student_module, "BUNDLED_STUDENT_DIR", tmp_path / "hubert-synthetic")
     with pytest.raises(FileNotFoundError, match="hubert-synthetic.*emodistill-pretrain-student --output_dir"):

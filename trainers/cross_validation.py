@@ -164,6 +164,7 @@ def run_fold(experiment: Experiment, corpus: Corpus, fold: FoldDatasetDict, fold
         freeze_feature_encoder=experiment.student.freeze_feature_encoder,
         use_weighted_layer_sum=experiment.student.use_weighted_layer_sum,
         normalize_waveform=experiment.student.normalize_waveform,
+        config_overrides=experiment.student.dropouts,
     )
     seconds = experiment.data.max_train_seconds
     max_samples = None if seconds is None else int(seconds * SAMPLING_RATE)

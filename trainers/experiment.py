@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
@@ -66,6 +67,32 @@ class StudentArguments:
             "student never hears how loud an utterance is (bench/level_invariance.py)."
         },
     )
+    # Fine-tuning dropouts, flags as in transformers' speech examples (run_speech_recognition_ctc.py). On a CPU a
+    # dropout mask costs more than the matrix product it follows (torch draws it one element at a time): the embedded
+    # default keeps only `hidden_dropout`. None: the checkpoint's config value.
+    hidden_dropout: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on each layer's attention and feed-forward outputs (default: the checkpoint's)."},
+    )
+    attention_dropout: float | None = field(
+        default=0.0,
+        metadata={"help": "Dropout on the attention probabilities (the paper preset: 0.1, hubert-base's own)."},
+    )
+    activation_dropout: float | None = field(
+        default=0.0,
+        metadata={"help": "Dropout after the feed-forward activation (the paper preset: 0.1, hubert-base's own)."},
+    )
+
+    def __post_init__(self):
+        for name, value in self.dropouts.items():
+            if not 0 <= value < 1:
+                raise ValueError(f"--{name} is a dropout probability in [0, 1), got {value}.")
+
+    @property
+    def dropouts(self) -> dict[str, float]:
+        """The dropouts set on the command line: overrides of the checkpoint's HuBERT config."""
+        names = ("hidden_dropout", "attention_dropout", "activation_dropout")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass
@@ -216,14 +243,25 @@ def split_global_batch(total: int, per_device: int, world_size: int) -> tuple[in
     return total // (world_size * accumulation), accumulation
 
 
+def native_bf16(use_cpu: bool = False) -> bool:
+    """Whether the student's device multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bf16, or a CPU
+    with AMX tiles (Intel Xeon since Sapphire Rapids), where oneDNN runs bf16 matrix products on them. Elsewhere
+    bf16 autocast is emulated and no faster than float32."""
+    if torch.cuda.is_available() and not use_cpu:
+        return torch.cuda.is_bf16_supported()
+    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent from some torch builds
+    return bool(is_amx and is_amx())
+
+
 @dataclass
 class JobTrainingArguments(EmoDistillTrainingArguments):
     """
     `EmoDistillTrainingArguments` with the main job's defaults: the embedded CPU run (the pretrained synthetic-speech
     HuBERT student, whole utterances, 8 epochs at 3e-4, batches of 16, evaluation and a checkpoint every epoch,
-    the best validation UA kept), a logit-KD weight alpha = 0.25 and soft linguistic and hard prosodic distillation
-    temperatures (the temperatures' direction is the paper's finding; every value chosen on validation folds), and
-    `global_train_batch_size`, from which gradient accumulation follows for any number of devices.
+    the best validation UA kept, bf16 where the hardware multiplies it), a logit-KD weight alpha = 0.25 and soft
+    linguistic and hard prosodic distillation temperatures (the temperatures' direction is the paper's finding; every
+    value chosen on validation folds), and `global_train_batch_size`, from which gradient accumulation follows for
+    any number of devices.
     """
 
     output_dir: str | None = field(
@@ -281,6 +319,14 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
     disable_tqdm: bool | None = field(
         default=None, metadata={"help": "Progress bars off (default: off unless the output is a terminal)."}
     )
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bfloat16 autocast for the student (its losses stay float32; the teachers train in float32). "
+            "Default: on where the hardware multiplies bf16 matrices (a CPU with AMX, a CUDA GPU with bf16), "
+            "else off. A CPU run in bf16 needs --use_cpu, which the default sets for a single process."
+        },
+    )
 
     def __post_init__(self):
         defaults = {f.name: f.default for f in dataclasses.fields(EmoDistillTrainingArguments)}
@@ -289,11 +335,23 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
                 raise ValueError(f"--{name} is not supported by train.py: {reason}.")
         if self.disable_tqdm is None:
             self.disable_tqdm = not sys.stderr.isatty()
+        if self.bf16 is None:
+            self._resolve_bf16()
         super().__post_init__()
         if self.dataloader_pin_memory and self.device.type == "cpu":
             self.dataloader_pin_memory = False  # pinning without a GPU only warns, every epoch
         if self.global_train_batch_size is not None:
             self._derive_gradient_accumulation()
+
+    def _resolve_bf16(self) -> None:
+        """bf16 where the hardware computes it natively. transformers grants bf16 on a CPU only with `use_cpu`; it is
+        set here for a single process, not for several: `use_cpu` would join processes launched without it into one
+        group, where the job otherwise stops them (they would each run the whole job)."""
+        cpu_only = self.use_cpu or not torch.cuda.is_available()
+        single_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        self.bf16 = native_bf16(self.use_cpu) and (not cpu_only or self.use_cpu or single_process)
+        if self.bf16 and cpu_only:
+            self.use_cpu = True
 
     def _derive_gradient_accumulation(self) -> None:
         self.per_device_train_batch_size, self.gradient_accumulation_steps = split_global_batch(

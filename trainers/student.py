@@ -8,7 +8,7 @@ from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 from transformers.utils import logging as transformers_logging
 
 import emodistill.checkpoints
-from emodistill.modeling_emodistill import EmoDistillForAudioClassification
+from emodistill.modeling_emodistill import EmoDistillConfig, EmoDistillForAudioClassification
 
 # The HuBERT pretrained by `emodistill-pretrain-student` on unlabelled synthetic speech (see its README.md): the
 # embedded default's student, shipped with the package because no pretrained speech model can be downloaded offline.
@@ -39,13 +39,20 @@ def build_student(
     freeze_feature_encoder: bool = True,
     use_weighted_layer_sum: bool = False,
     normalize_waveform: bool | None = None,
+    config_overrides: dict | None = None,
 ) -> tuple[EmoDistillForAudioClassification, Wav2Vec2FeatureExtractor]:
     """
     The student and its feature extractor, loaded as the paper loads `facebook/hubert-base-ls960`: the checkpoint's
     HuBERT weights, fresh classifier and projection heads sized for the teachers' embeddings, and the checkpoint's
     own feature extractor (which decides whether the model gets an attention mask), with `do_normalize` replaced by
     `normalize_waveform` when that is given (the fold model saves it: the pipeline then reads audio the same way).
+    `config_overrides` replace values of the checkpoint's config (fine-tuning dropouts, e.g.
+    `{"activation_dropout": 0.0}`); the saved fold model's config carries them.
     """
+    config_overrides = config_overrides or {}
+    unknown = sorted(set(config_overrides) - set(EmoDistillConfig().to_dict()))
+    if unknown:  # from_pretrained would silently add them to the config as unused attributes
+        raise ValueError(f"{unknown} are not fields of a HuBERT config: nothing to override.")
     path = resolve_student(model_name_or_path)
     # The fresh heads are expected: transformers' table of "MISSING" weights would be noise in every fold's log. What
     # must not be missing (the HuBERT itself) is checked below.
@@ -61,6 +68,7 @@ def build_student(
             prosodic_embedding_dim=prosodic_embedding_dim,
             use_weighted_layer_sum=use_weighted_layer_sum,
             output_loading_info=True,
+            **config_overrides,
         )
     finally:
         transformers_logging.set_verbosity(verbosity)
