@@ -22,17 +22,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.timeout(1500)
 def test_seeds(tmp_path):
     output, runs_dir = tmp_path / "seeds.json", tmp_path / "runs"
-    command = [
-        sys.executable,
-        str(BENCH / "seeds.py"),
-        "--quick",
-        "--threads",
-        "1",
-        "--rows",
-        "none",
-        "alpha=0.5",
-    ]
-    command += ["--output", str(output), "--runs_dir", str(runs_dir)]
+    seeds, rows = [sys.executable, str(BENCH / "seeds.py"), "--quick"], ["--rows", "none", "alpha=0.5"]
+    command = [*seeds, "--threads", "1", *rows, "--output", str(output), "--runs_dir", str(runs_dir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -93,16 +84,7 @@ def test_seeds(tmp_path):
         assert log.read_text().count("already finished with these settings: kept") == 2, log.name
     # --gather summarises the same runs without training, each training log kept beside its own.
     gathered = tmp_path / "gathered.json"
-    gather = [
-        sys.executable,
-        str(BENCH / "seeds.py"),
-        "--quick",
-        "--rows",
-        "none",
-        "alpha=0.5",
-        "--gather",
-    ]
-    gather += ["--output", str(gathered), "--runs_dir", str(runs_dir)]
+    gather = [*seeds, *rows, "--gather", "--output", str(gathered), "--runs_dir", str(runs_dir)]
     result = subprocess.run(gather, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(gathered.read_text())
@@ -119,7 +101,7 @@ def test_seeds(tmp_path):
     # CE-only alone (`--rows` naming none), then a row of the gathered record against it by bench/compare_rows.py:
     # the gathered record's own comparison, seed by seed and over seeds.
     ce_only, compared = tmp_path / "ce_only.json", tmp_path / "compared.json"
-    only = [sys.executable, str(BENCH / "seeds.py"), "--quick", "--rows", "--gather", "--output", str(ce_only)]
+    only = [*seeds, "--rows", "--gather", "--output", str(ce_only)]
     result = subprocess.run([*only, "--runs_dir", str(runs_dir)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(ce_only.read_text())
