@@ -171,6 +171,34 @@ def test_bf16_autocast_keeps_the_float32_loss_scale(tmp_path):
     assert mixed.item() == pytest.approx(reference.item(), rel=0.03)
 
 
+def test_bf16_training_steps_and_float32_predictions(tmp_path):
+    rows = toy_rows(8)
+    trainer = EmoDistillTrainer(
+        model=tiny_student(),
+        args=training_args(tmp_path, bf16=True, eval_strategy="no", max_steps=2),
+        train_dataset=Dataset.from_list(rows),
+        data_collator=EmoDistillDataCollator(feature_extractor()),
+    )
+    dtypes = {"train": set(), "eval": set()}
+
+    def record(module, args, output):
+        dtypes["train" if module.training else "eval"].add(output.dtype)
+
+    trainer.model.classifier.register_forward_hook(record)
+    trainer.train()
+    assert dtypes["train"] == {torch.bfloat16}  # accelerate's autocast, around the forward
+    prediction = trainer.predict(Dataset.from_list(rows[:4]))
+    assert dtypes["eval"] == {torch.float32}
+    # The saved model in float32 (what the pipeline runs) gives the job's predictions, not bf16's approximation.
+    batch = EmoDistillDataCollator(feature_extractor())(rows[:4])
+    with torch.no_grad():
+        plain = EmoDistillForAudioClassification.forward(
+            trainer.model.eval(), batch["input_values"], attention_mask=batch.get("attention_mask")
+        ).logits
+    np.testing.assert_allclose(prediction.predictions, plain.numpy(), atol=1e-6)  # the logits alone
+    assert trainer.model.forward.__func__ is not EmoDistillForAudioClassification.forward  # autocast put back
+
+
 def test_missing_teacher_signals_in_training_is_a_clear_error(tmp_path):
     trainer = EmoDistillTrainer(model=tiny_student(), args=training_args(tmp_path, eval_strategy="no"))
     batch = EmoDistillDataCollator(feature_extractor())(toy_rows(2, with_cache=False))

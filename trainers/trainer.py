@@ -1,5 +1,6 @@
 """`EmoDistillTrainer`: a `transformers.Trainer` whose loss distils two frozen teachers into the audio student."""
 
+import contextlib
 from collections import defaultdict
 
 import torch
@@ -51,6 +52,21 @@ def quiet_trainer(trainer: Trainer, name: str) -> Trainer:
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(EpochLogCallback(name))
     return trainer
+
+
+@contextlib.contextmanager
+def without_autocast(model: nn.Module):
+    """`model` as it was before `accelerate` wrapped its `forward` in the autocast of mixed precision (accelerate keeps
+    the unwrapped method as `_original_forward`); the wrapper is put back on exit. Without mixed precision: no-op."""
+    wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
+    if wrapped is None or original is None:
+        yield model
+        return
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped
 
 
 def freeze_model(model: nn.Module) -> nn.Module:
@@ -106,6 +122,13 @@ class EmoDistillTrainer(Trainer):
         if eval_dataset is None or not has_length(eval_dataset):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation and prediction in float32 even when training runs under bf16 autocast: validation scores pick
+        the epoch, and a fold's test scores and `predictions.csv` are what its saved model gives in
+        `pipeline("audio-classification")`, which runs in float32."""
+        with without_autocast(self.accelerator.unwrap_model(model)):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _teacher_signals(self, inputs: dict, teacher: str, mode: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """One teacher's `(logits, embedding)` for this batch, from the cache columns or by running it; pops its keys."""
