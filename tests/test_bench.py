@@ -53,6 +53,20 @@ def test_kd_overhead(tmp_path):
         assert report[key] == pytest.approx(setting[key]["median_ratio"])
 
 
+def test_student_step(tmp_path):
+    report = run_quick("student_step", tmp_path)
+    sides = {f"{p}/{d}" for p in ("float32", "bf16") for d in report["dropouts"]}
+    assert set(report["seconds_per_step"]) == sides and isinstance(report["native_bf16"], bool)
+    ratios = report["ratio_to_float32_checkpoint_dropout"]
+    assert set(ratios) == sides - {"float32/checkpoint_dropout"}
+    for summary in ratios.values():
+        assert_ratio(summary, report["repetitions"])
+    assert report["dropouts"]["no_attention_activation_dropout"] == {
+        "attention_dropout": 0.0,
+        "activation_dropout": 0.0,
+    }
+
+
 def test_inference(tmp_path):
     report = run_quick("inference", tmp_path)
     (setting,) = report["settings"]
