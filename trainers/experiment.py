@@ -348,8 +348,10 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
         set here for a single process, not for several: `use_cpu` would join processes launched without it into one
         group, where the job otherwise stops them (they would each run the whole job)."""
         cpu_only = self.use_cpu or not torch.cuda.is_available()
-        single_process = int(os.environ.get("WORLD_SIZE", "1")) == 1
-        self.bf16 = native_bf16(self.use_cpu) and (not cpu_only or self.use_cpu or single_process)
+        if cpu_only and not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            self.bf16 = False
+            return
+        self.bf16 = native_bf16(self.use_cpu)
         if self.bf16 and cpu_only:
             self.use_cpu = True
 
