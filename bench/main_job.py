@@ -11,8 +11,10 @@ Three runs of `train.py`, each a fresh subprocess with a fresh output folder:
 
 It then compares EmoDistill and CE-only fold by fold (wins, two-sided Wilcoxon signed-rank p) and per emotion carrier.
 Peak memory is the largest summed resident set size of the process and its children, sampled every 0.1 s. CPU time
-(user + system, of the process and its children) is the work, which the machine's load changes less than the wall
-time; the steal fraction is the share of the machine's CPU time its hypervisor gave to other guests meanwhile.
+is user + system of the process and its children; the steal fraction is the share of the machine's CPU time its
+hypervisor gave to other guests meanwhile. Neither measures the machine's speed: on the shared 2-core machine of
+2026-12-03 a student epoch took twice as long from one minute to the next with no steal, and the CPU time doubled
+with it (README, "The benchmark at the present default, complete"): a wall time is the machine's as it was then.
 
     python bench/main_job.py                 # the full default (about half an hour on 2 CPU cores)
     python bench/main_job.py --quick         # a tiny corpus, 2 folds, 1 epoch: checks the script itself
