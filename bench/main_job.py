@@ -16,7 +16,7 @@ hypervisor gave to other guests meanwhile. Neither measures the machine's speed:
 2026-12-03 a student epoch took twice as long from one minute to the next with no steal, and the CPU time doubled
 with it (README, "The benchmark at the present default, complete"): a wall time is the machine's as it was then.
 
-    python bench/main_job.py                 # the full default (about half an hour on 2 CPU cores)
+    python bench/main_job.py                 # the full default (about an hour on 2 CPU cores: three runs)
     python bench/main_job.py --quick         # a tiny corpus, 2 folds, 1 epoch: checks the script itself
 """
 
