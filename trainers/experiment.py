@@ -246,7 +246,9 @@ def split_global_batch(total: int, per_device: int, world_size: int) -> tuple[in
 def native_bf16(use_cpu: bool = False) -> bool:
     """Whether the student's device multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bf16, or a CPU
     with AMX tiles (Intel Xeon since Sapphire Rapids), where oneDNN runs bf16 matrix products on them (0.70x the
-    float32 step, bench/student_step.py). Without them bf16 was not measured, and is not chosen."""
+    float32 step, bench/student_step.py). Without them it is not chosen: on one AMD CPU without AMX bf16 took 0.68x
+    float32's step but only 0.85x of the job's student time, and was measured at one seed (README, "The benchmark at
+    the default on a CPU without AMX")."""
     if torch.cuda.is_available() and not use_cpu:
         return torch.cuda.is_bf16_supported()
     is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent from some torch builds
