@@ -10,7 +10,8 @@ sides differ only in
   embedded default since 2026-12-03), or none at all.
 
 Ratios are against float32 with the checkpoint's dropouts (the default before 2026-12-03). Whether bf16 pays off
-depends on the CPU: `native_bf16` in the record says whether it has the AMX tiles oneDNN multiplies bf16 matrices on.
+depends on the CPU: `native_bf16` in the record says whether it has the instructions oneDNN multiplies bf16 matrices
+with (AVX512-BF16 or AMX tiles).
 
     python bench/student_step.py --threads 2     # the job's thread count on a 2-core machine
     python bench/student_step.py --quick         # seconds

