@@ -11,7 +11,9 @@ sides differ only in
 
 Ratios are against float32 with the checkpoint's dropouts (the default before 2026-12-03). Whether bf16 pays off
 depends on the CPU: `native_bf16` in the record says whether it has the instructions oneDNN multiplies bf16 matrices
-with (AVX512-BF16 or AMX tiles).
+with (AVX512-BF16 or AMX tiles). A newer CPU stands in for an older one with its kernels capped, e.g.
+`ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`; the record's `machine.isa_caps` names the caps, while
+`native_bf16` still reads the CPU's own flags.
 
     python bench/student_step.py --threads 2     # the job's thread count on a 2-core machine
     python bench/student_step.py --quick         # seconds

@@ -18,6 +18,7 @@ MACHINE_KEYS = {
     "date",
     "command",
     "load_average_at_start",
+    "isa_caps",
 }
 
 
@@ -210,6 +211,17 @@ def test_main_job(tmp_path):
         "linguistic",
         "prosodic",
     }
+
+
+def test_the_machine_record_names_the_instruction_set_caps_that_are_set(monkeypatch):
+    sys.path.insert(0, str(BENCH))
+    from common import ISA_CAPS, machine_info
+
+    for name in ISA_CAPS:
+        monkeypatch.delenv(name, raising=False)
+    assert machine_info()["isa_caps"] == {}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert machine_info()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def test_steal_fraction_is_the_steal_share_of_the_ticks_between_two_readings():
