@@ -22,7 +22,7 @@ import transformers
 
 from emodistill.trainers.metrics import ser_scores
 from emodistill.trainers.reporting import carrier_accuracy, carrier_cells
-from emodistill.trainers.results import cpu_arithmetic
+from emodistill.trainers.results import cpu_arithmetic, isa_caps
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LABELS = ["neutral", "angry", "sad", "happy"]
@@ -56,16 +56,11 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-# Environment variables that cap the instruction set torch's and oneDNN's kernels use below what the CPU has: set,
-# they make this CPU stand in for an older one (e.g. `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`).
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-
-
 def machine_info() -> dict:
     return {
         "cpu_count": os.cpu_count(),
         **cpu_arithmetic(),
-        "isa_caps": {name: os.environ[name] for name in ISA_CAPS if name in os.environ},
+        "isa_caps": isa_caps(),  # also when none is set, so that a record says so
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "python_version": platform.python_version(),

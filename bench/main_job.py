@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,11 +32,10 @@ import time
 from pathlib import Path
 
 import psutil
-import torch
+from common import machine_info
 
 from emodistill.trainers.arguments import CE_ONLY
 from emodistill.trainers.reporting import fold_ua, paired_comparison
-from emodistill.trainers.results import cpu_arithmetic
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--synthetic_utterances_per_speaker", "4", "--folds", "1,2", "--num_train_epochs", "1",
@@ -147,12 +145,7 @@ def main() -> None:
         "benchmark": "main_job",
         "command": " ".join(["python", "bench/main_job.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            **cpu_arithmetic(),
-        },
+        "machine": machine_info(),  # the training runs inherit its environment, instruction-set caps included
         "quick": args.quick,
         "runs": runs,
         "reproduced": first == second,

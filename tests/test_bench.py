@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emodistill.trainers.results import ISA_CAPS
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 MACHINE_KEYS = {
     "cpu_count",
@@ -198,6 +200,7 @@ def test_main_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "main_job" and report["quick"] is True
+    assert MACHINE_KEYS <= report["machine"].keys()  # the other benchmarks' record, instruction-set caps included
     for name in ("cold", "warm", "no_teachers"):
         run = report["runs"][name]
         assert run["wall_s"] > 0 and run["peak_rss_mib"] > 100 and run["folds"] == 2
@@ -215,13 +218,14 @@ def test_main_job(tmp_path):
 
 def test_the_machine_record_names_the_instruction_set_caps_that_are_set(monkeypatch):
     sys.path.insert(0, str(BENCH))
-    from common import ISA_CAPS, machine_info
+    from common import machine_info
 
     for name in ISA_CAPS:
         monkeypatch.delenv(name, raising=False)
     assert machine_info()["isa_caps"] == {}
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert machine_info()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    assert machine_info()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def test_steal_fraction_is_the_steal_share_of_the_ticks_between_two_readings():

@@ -92,6 +92,8 @@ def test_linguistic_teacher_on_the_offline_minilm(tmp_path):
 
 @pytest.mark.parametrize("name", ["prosodic", "linguistic"])
 def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, tmp_path, monkeypatch):
+    for cap in results.ISA_CAPS:  # the float path asserted below is an uncapped one
+        monkeypatch.delenv(cap, raising=False)
     splits = fold_splits()
     first = train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
     assert set(first.logits) == set(splits["train"]["id"]) | set(splits["validation"]["id"])  # never test ids
@@ -136,6 +138,11 @@ def test_teacher_outputs_are_cached_and_reused_without_running_a_teacher(name, t
             train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
     finally:
         torch.set_num_threads(threads)
+    # Another instruction-set cap: oneDNN's kernels change while torch's reported capability does not.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(AssertionError, match="a teacher ran"):
+        train_teacher(name, splits, SETTINGS, tmp_path, num_labels=4)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     # And so is another CPU with the same kernels (AMD and Intel AVX512 trained different prosodic teachers).
     monkeypatch.setattr(results, "cpu_model", lambda: "AuthenticAMD family 25 model 17 stepping 1: AMD EPYC 9R14")
     with pytest.raises(AssertionError, match="a teacher ran"):

@@ -78,14 +78,32 @@ def git_commit() -> dict | None:
     return {"commit": commit, "uncommitted_changes": bool(status.strip())}
 
 
+# Environment variables that cap (or pin) the instruction set of the kernels under torch below what the CPU has:
+# ATen's own, oneDNN's (convolutions, linear layers, bf16) and MKL's (BLAS). Set, they make this CPU stand in for an
+# older one (e.g. `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`) and change which kernels, hence which float sums,
+# run; torch's `get_cpu_capability` reflects only the first.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def isa_caps() -> dict:
+    """The `ISA_CAPS` set in this process's environment, by name (empty when none is)."""
+    return {name: os.environ[name] for name in ISA_CAPS if name in os.environ}
+
+
 def cpu_arithmetic() -> dict:
     """This process's CPU float path: torch's intra-op thread count, the kernels it picked for this CPU (AVX2,
-    AVX512, ...) and the CPU itself (`cpu_model`). Float sums, hence a trained model, depend on all three."""
-    return {
+    AVX512, ...), the CPU itself (`cpu_model`) and, when any is set, the instruction-set caps (`isa_caps`). Float sums,
+    hence a trained model, depend on all of them."""
+    arithmetic = {
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": cpu_model(),
     }
+    # Only when set: an uncapped run's float path, hence every teacher cache key made before the caps were recorded,
+    # stays as it was.
+    if caps := isa_caps():
+        arithmetic["isa_caps"] = caps
+    return arithmetic
 
 
 @functools.cache
