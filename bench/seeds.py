@@ -31,14 +31,12 @@ import datetime
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from common import UA_LEGEND
+from common import UA_LEGEND, machine_info
 from main_job import QUICK, measure
 
 from emodistill.trainers.arguments import ABLATIONS, CE_ONLY, FULL_METHOD
@@ -193,7 +191,8 @@ def main() -> None:
         "benchmark": "seeds",
         "command": " ".join(["python", "bench/seeds.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        # This process's; each run's thread count is in `runs`, as its folds recorded it.
+        "machine": machine_info(),
         "quick": args.quick,
         "seeds": seeds,
         "gathered": args.gather,

@@ -28,6 +28,7 @@ def test_seeds(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["benchmark"] == "seeds" and report["quick"] is True and report["seeds"] == [0, 1]
+    assert report["machine"]["cpu"] == cpu_model() and "isa_caps" in report["machine"]  # the benchmarks' record
     assert list(report["rows"]) == ["none", "alpha_0.5", "no_teachers"]
     assert report["rows"]["alpha_0.5"] == "Ours (EmoDistill), alpha = 0.5"
     for seed in (0, 1):
