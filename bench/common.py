@@ -132,3 +132,29 @@ def ua_and_carrier_rows(results: dict[str, dict]) -> list[str]:
         accuracy = {carrier: row["accuracy"] for carrier, row in (result["per_carrier"] or {}).items()}
         rows.append(f"| {name} | {result['ua']:.2f} | {carrier_cells(accuracy)} |")
     return rows
+
+
+def read_seeds_record(path: Path) -> dict:
+    """A record of `bench/seeds.py`, read.
+
+    Raises:
+        ValueError: the file is another benchmark's record.
+    """
+    record = json.loads(Path(path).read_text())
+    if record.get("benchmark") != "seeds":
+        raise ValueError(f"{path} is not a record of bench/seeds.py (benchmark: {record.get('benchmark')!r})")
+    return record
+
+
+def per_fold_run(path: Path, record: dict, key: str) -> dict:
+    """The run `key` (`ROW/seed_S`) of a `bench/seeds.py` record, which must keep its per-fold test and validation UA
+    (`fold_ua`, `fold_validation_ua`: what a comparison across records pairs by fold).
+
+    Raises:
+        ValueError: the run was recorded before the records kept per-fold UA.
+    """
+    run = record["runs"][key]
+    if not {"fold_ua", "fold_validation_ua"} <= run.keys():
+        raise ValueError(f"{path}: run {key} keeps no per-fold UA (recorded before the records kept it): gather its "
+                         "runs again with bench/seeds.py --gather")  # fmt: skip
+    return run

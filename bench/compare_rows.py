@@ -20,12 +20,11 @@ seeds, on test and on validation (the validation one says which side a choice be
 """
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
-from common import UA_LEGEND, write_result
+from common import UA_LEGEND, per_fold_run, read_seeds_record, write_result
 
 from emodistill.trainers.reporting import format_p, mean_std, paired_comparison
 
@@ -45,22 +44,14 @@ def runs_by_seed(specs: list[str]) -> tuple[str, dict[int, dict]]:
         record_path, separator, row = spec.rpartition(":")
         if not separator or not record_path or not row:
             raise ValueError(f"{spec!r}: expected RECORD:ROW, e.g. bench/results/seeds.json:alpha_0.25")
-        record = json.loads(Path(record_path).read_text())
-        if record.get("benchmark") != "seeds":
-            raise ValueError(
-                f"{record_path} is not a record of bench/seeds.py (benchmark: {record.get('benchmark')!r})"
-            )
+        record = read_seeds_record(record_path)
         if row not in record["rows"]:
             raise ValueError(f"{record_path} has no row {row!r}; its rows: {', '.join(record['rows'])}")
         names.append(record["rows"][row])
         for seed in record["seeds"]:
             if seed in runs:
                 raise ValueError(f"seed {seed} of {spec} is already given by an earlier record of the same side")
-            run = record["runs"][f"{row}/seed_{seed}"]
-            if not {"fold_ua", "fold_validation_ua"} <= run.keys():
-                raise ValueError(f"{record_path}: run {row}/seed_{seed} keeps no per-fold UA (recorded before the "
-                                 "records kept it): gather its runs again with bench/seeds.py --gather")  # fmt: skip
-            runs[seed] = {"record": record_path, **run}
+            runs[seed] = {"record": record_path, **per_fold_run(record_path, record, f"{row}/seed_{seed}")}
     return " / ".join(dict.fromkeys(names)), runs
 
 

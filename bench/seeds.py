@@ -9,7 +9,9 @@ each row runs, and `train.py --seed S --ablation no_teachers` (CE-only, same pre
 the teachers (trained per seed), the student's heads and the batch order; folds and corpus stay. Finished folds in
 `--runs_dir` are kept by train.py, not retrained, so an interrupted benchmark resumes. `--gather` trains nothing: it
 summarises the runs already in `--runs_dir` (`train.py --gather`), which may come from other invocations or other code
-versions; each run's code digests are recorded.
+versions; each run's code digests are recorded. `--from_records` reads no run either: it takes each run from earlier
+records of this script (runs trained on other days, since deleted), a run held by several having to agree fold by fold,
+and reports them as one table.
 
 Reported per row: per seed, mean test UA and mean validation UA (what a choice between rows may look at) and the
 fold-by-fold comparison with CE-only; over seeds, mean ± std (population std over seeds) and the comparison on fold
@@ -22,6 +24,7 @@ thread count and CPU kernels as its folds record them.
     python bench/seeds.py --rows alpha=1 alpha=0.5 none no_logit_kd         # the logit-KD weight: 1, 0.5, 0.25, 0
     python bench/seeds.py --rows --use_weighted_layer_sum true              # CE-only alone, heads on all layers
     python bench/seeds.py --quick                                           # a tiny corpus, 2 folds: checks the script
+    python bench/seeds.py --rows none no_logit_kd --from_records bench/results/seeds.json bench/results/other.json
 
 `bench/compare_rows.py` compares rows of such records with each other (e.g. a row against another CE-only).
 """
@@ -36,7 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import UA_LEGEND, machine_info
+from common import UA_LEGEND, machine_info, per_fold_run, read_seeds_record
 from main_job import QUICK, measure
 
 from emodistill.trainers.arguments import ABLATIONS, CE_ONLY, FULL_METHOD
@@ -116,6 +119,14 @@ def main() -> None:
         action="store_true",
         help="train nothing: summarise the finished runs in --runs_dir (each with train.py --gather)",
     )
+    parser.add_argument(
+        "--from_records",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="train nothing, read no run: take each run from these bench/seeds.py records (e.g. rows measured on "
+        "other days, whose runs are gone); a run held by several must agree in every fold",
+    )
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: inherited)")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "seeds.json"))
     parser.add_argument("--runs_dir", help="the runs' folder, reused across invocations (default: a temporary one)")
@@ -126,13 +137,84 @@ def main() -> None:
             parser.error(f"{name} {' '.join(map(str, values))} names a value more than once.")
     if args.gather and not args.runs_dir:
         parser.error("--gather summarises the runs of --runs_dir: name it.")
+    if args.from_records and (args.gather or args.runs_dir or train_args):
+        parser.error("--from_records reads records, not runs: it takes no --gather, --runs_dir or train.py flags.")
+    train_args = (QUICK if args.quick else []) + train_args
     compared = [row.folder for row in args.rows]
     rows = [*compared, CE_ONLY]
-    train_args = (QUICK if args.quick else []) + train_args
+    if args.from_records:
+        try:
+            runs, results, teachers = runs_from_records(args.from_records, seeds, [*args.rows, CE_ONLY_ROW])
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+    else:
+        runs, results = train_or_gather(args, seeds, train_args)
+        # The paper's "w/o f_S" rows: the full method's teachers alone (the same teachers as every row's of a seed).
+        teachers = teachers_over_seeds([results[(s, FULL_METHOD)] for s in seeds]) if FULL_METHOD in compared else {}
+
+    per_seed = [
+        {
+            "seed": seed,
+            "ua": {row: results[(seed, row)]["mean"]["ua"] for row in rows},
+            "validation_ua": {row: runs[f"{row}/seed_{seed}"]["validation_ua"] for row in rows},
+            "vs_ce_only": {
+                row: paired_comparison(fold_ua([results[(seed, row)]]), fold_ua([results[(seed, CE_ONLY)]]))
+                for row in compared
+            },
+        }
+        for seed in seeds
+    ]
+    report = {
+        "benchmark": "seeds",
+        "command": " ".join(["python", "bench/seeds.py", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # This process's; each run's thread count is in `runs`, as its folds recorded it.
+        "machine": machine_info(),
+        "quick": args.quick,
+        "seeds": seeds,
+        "gathered": args.gather,
+        # Runs taken from these records (each run names the records that hold it), neither trained nor gathered.
+        "from_records": [str(path) for path in args.from_records or []],
+        "rows": {row.folder: row.name for row in [*args.rows, CE_ONLY_ROW]},
+        "runs": runs,
+        "per_seed": per_seed,
+        "over_seeds": {
+            "ua": {row: mean_std([p["ua"][row] for p in per_seed]) for row in rows},
+            "validation_ua": {row: mean_std([p["validation_ua"][row] for p in per_seed]) for row in rows},
+            "ua_difference_vs_ce_only": {
+                row: mean_std([p["ua"][row] - p["ua"][CE_ONLY] for p in per_seed]) for row in compared
+            },
+            "vs_ce_only_on_fold_ua_averaged_over_seeds": {
+                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (row, CE_ONLY)))
+                for row in compared
+            },
+            # What each part of the method adds (the paper's reading of its ablation table): the full method
+            # against each other row, when `none` is a row.
+            "ours_vs_row_on_fold_ua_averaged_over_seeds": {
+                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (FULL_METHOD, row)))
+                for row in compared
+                if FULL_METHOD in compared and row != FULL_METHOD
+            },
+        },
+        "teachers_alone": teachers,
+        # None per row on a corpus without carriers (the real IEMOCAP).
+        "per_carrier_accuracy_averaged_over_seeds": {
+            row: mean_carrier_accuracy([results[(s, row)] for s in seeds]) for row in rows
+        },
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    Path(args.output).with_suffix(".md").write_text(markdown(report))
+    print(f"wrote {args.output}")
+
+
+def train_or_gather(args: argparse.Namespace, seeds: list[int], train_args: list[str]) -> tuple[dict, dict]:
+    """Each row's run and CE-only's at each seed, trained (or, with `--gather`, summarised) in `--runs_dir`: the
+    record's `runs` (`ROW/seed_S` -> command, threads, kernels, code digests, per-fold UA, ...) and each run's
+    `results.json` by (seed, row folder)."""
     env = dict(os.environ)
     if args.threads is not None:
         env["OMP_NUM_THREADS"] = str(args.threads)
-
     runs, results = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
@@ -174,62 +256,54 @@ def main() -> None:
                     "per_carrier": result["per_carrier"],
                 }
                 print(f"seed {seed} {row.folder}: UA {result['mean']['ua']:.2f} ({timing['wall_s']} s)")
+    return runs, results
 
-    per_seed = [
-        {
-            "seed": seed,
-            "ua": {row: results[(seed, row)]["mean"]["ua"] for row in rows},
-            "validation_ua": {row: runs[f"{row}/seed_{seed}"]["validation_ua"] for row in rows},
-            "vs_ce_only": {
-                row: paired_comparison(fold_ua([results[(seed, row)]]), fold_ua([results[(seed, CE_ONLY)]]))
-                for row in compared
-            },
-        }
-        for seed in seeds
-    ]
-    report = {
-        "benchmark": "seeds",
-        "command": " ".join(["python", "bench/seeds.py", *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        # This process's; each run's thread count is in `runs`, as its folds recorded it.
-        "machine": machine_info(),
-        "quick": args.quick,
-        "seeds": seeds,
-        "gathered": args.gather,
-        "rows": {row.folder: row.name for row in [*args.rows, CE_ONLY_ROW]},
-        "runs": runs,
-        "per_seed": per_seed,
-        "over_seeds": {
-            "ua": {row: mean_std([p["ua"][row] for p in per_seed]) for row in rows},
-            "validation_ua": {row: mean_std([p["validation_ua"][row] for p in per_seed]) for row in rows},
-            "ua_difference_vs_ce_only": {
-                row: mean_std([p["ua"][row] - p["ua"][CE_ONLY] for p in per_seed]) for row in compared
-            },
-            "vs_ce_only_on_fold_ua_averaged_over_seeds": {
-                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (row, CE_ONLY)))
-                for row in compared
-            },
-            # What each part of the method adds (the paper's reading of its ablation table): the full method
-            # against each other row, when `none` is a row.
-            "ours_vs_row_on_fold_ua_averaged_over_seeds": {
-                row: paired_comparison(*(fold_ua([results[(s, r)] for s in seeds]) for r in (FULL_METHOD, row)))
-                for row in compared
-                if FULL_METHOD in compared and row != FULL_METHOD
-            },
-        },
-        # The paper's "w/o f_S" rows: the full method's teachers alone (the same teachers as every row's of a seed).
-        "teachers_alone": (
-            teachers_over_seeds([results[(s, FULL_METHOD)] for s in seeds]) if FULL_METHOD in compared else {}
+
+def runs_from_records(paths: list[Path], seeds: list[int], rows: list[Row]) -> tuple[dict, dict, dict]:
+    """Each row's run at each seed taken from earlier `bench/seeds.py` records, as `train_or_gather` returns them
+    (`results` holds what the tables read: per-fold test and validation UA, the mean, accuracy per carrier), and the
+    teachers alone: those of the record that holds the full method's runs at exactly `seeds`, when one does (the
+    records keep no per-run teacher scores; a seed's teachers are every row's).
+
+    A run held by several records (CE-only beside each set of rows, say) must agree in every fold's test and
+    validation UA and in accuracy per carrier: it is one run gathered twice, or a rerun that reproduced it.
+
+    Raises:
+        ValueError: a record of another benchmark, a run no record holds, one without per-fold UA, or one whose
+            records disagree.
+    """
+    records = {path: read_seeds_record(path) for path in paths}
+    runs, results = {}, {}
+    for seed in seeds:
+        for row in rows:
+            key = f"{row.folder}/seed_{seed}"
+            holders = [path for path, record in records.items() if key in record["runs"]]
+            if not holders:
+                raise ValueError(f"no record holds the run {key}: {', '.join(map(str, paths))}")
+            run = per_fold_run(holders[0], records[holders[0]], key)
+            for path in holders[1:]:
+                other = per_fold_run(path, records[path], key)
+                for field in ("fold_ua", "fold_validation_ua", "per_carrier"):
+                    if other.get(field) != run.get(field):
+                        raise ValueError(f"the run {key} differs between {holders[0]} and {path} in {field}: pass "
+                                         "only the record of the run to report")  # fmt: skip
+            runs[key] = {**run, "records": [str(path) for path in holders]}
+            folds = [
+                {"fold": int(fold), "ua": ua, "validation_ua": run["fold_validation_ua"][fold]}
+                for fold, ua in run["fold_ua"].items()  # JSON keys are strings
+            ]
+            results[(seed, row.folder)] = {"folds": folds, "mean": run["mean"], "per_carrier": run.get("per_carrier")}
+    teachers = next(
+        (
+            record["teachers_alone"]
+            for record in records.values()
+            if FULL_METHOD in record["rows"] and sorted(record["seeds"]) == sorted(seeds)
         ),
-        # None per row on a corpus without carriers (the real IEMOCAP).
-        "per_carrier_accuracy_averaged_over_seeds": {
-            row: mean_carrier_accuracy([results[(s, row)] for s in seeds]) for row in rows
-        },
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
-    Path(args.output).with_suffix(".md").write_text(markdown(report))
-    print(f"wrote {args.output}")
+        {},
+    )
+    if FULL_METHOD not in [row.folder for row in rows]:
+        teachers = {}
+    return runs, results, teachers
 
 
 def markdown(report: dict) -> str:
@@ -242,6 +316,9 @@ def markdown(report: dict) -> str:
         + (
             " Runs gathered, not trained: each run's training command and code digests are in the JSON."
             if report.get("gathered")
+            else f" Runs taken from the records {', '.join(f'`{r}`' for r in report['from_records'])}, neither "
+            "trained nor gathered: each run's records, training command and code digests are in the JSON."
+            if report.get("from_records")
             else ""
         ),
         "",

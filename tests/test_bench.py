@@ -122,6 +122,7 @@ def seeds_record(path: Path, row: str, name: str, fold_ua: dict[int, dict[int, f
             "fold_validation_ua": {str(f): ua - 1 for f, ua in folds.items()},
             "mean": {"ua": sum(folds.values()) / len(folds)},
             "validation_ua": sum(folds.values()) / len(folds) - 1,
+            "torch_threads": [2],
         }
         for seed, folds in fold_ua.items()
     }
@@ -179,6 +180,59 @@ def test_compare_rows_pairs_folds_by_seed_across_records(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(arguments)
         assert message in capsys.readouterr().err
+
+
+def test_seeds_from_records_joins_runs_of_several_records(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from seeds import main
+    finally:
+        sys.path.remove(str(BENCH))
+    ours, ce, ce_again, differs = (tmp_path / f"{name}.json" for name in ("ours", "ce", "ce_again", "differs"))
+    seeds_record(ours, "none", "Ours", {0: {1: 80, 2: 70, 3: 60}, 1: {1: 82, 2: 72, 3: 66}})
+    teachers = {"linguistic": {"ua": {"mean": 75.0, "std": 1.0, "n": 2}, "wa": {"mean": 76.0, "std": 1.0, "n": 2}}}
+    ours.write_text(json.dumps({**json.loads(ours.read_text()), "teachers_alone": teachers}))
+    # CE-only in two records, seed 1 in both (one run gathered twice, as beside two sets of rows), and in a third
+    # that disagrees on fold 3 (neither the same run nor a reproduction of it).
+    ce_only = {0: {1: 75, 2: 71, 3: 49}, 1: {1: 79, 2: 70, 3: 60}}
+    seeds_record(ce, "no_teachers", "CE-only", ce_only)
+    seeds_record(ce_again, "no_teachers", "CE-only", {1: ce_only[1]})
+    seeds_record(differs, "no_teachers", "CE-only", {1: {**ce_only[1], 3: 61}})
+    output = tmp_path / "joined.json"
+
+    def seeds(*arguments):
+        monkeypatch.setattr(sys, "argv", ["seeds.py", *map(str, arguments), "--output", str(output)])
+        main()
+        return json.loads(output.read_text())
+
+    report = seeds("--seeds", 0, 1, "--rows", "none", "--from_records", ours, ce, ce_again)
+    assert report["from_records"] == [str(ours), str(ce), str(ce_again)] and report["gathered"] is False
+    assert report["runs"]["no_teachers/seed_1"]["records"] == [str(ce), str(ce_again)]
+    assert report["runs"]["none/seed_0"]["records"] == [str(ours)]
+    # Seed 0: differences +5, -1, +11; seed 1: +3, +2, +6; fold UA averaged over seeds: +4, +0.5, +8.5.
+    first, second = (p["vs_ce_only"]["none"] for p in report["per_seed"])
+    assert first["wins"] == 2 and first["mean_difference"] == pytest.approx(5)
+    assert second["wins"] == 3 and second["wilcoxon_p"] == pytest.approx(0.25)  # 2 x (1/2)^3
+    averaged = report["over_seeds"]["vs_ce_only_on_fold_ua_averaged_over_seeds"]["none"]
+    assert averaged["wins"] == 3 and averaged["mean_difference"] == pytest.approx(13 / 3)
+    assert report["per_seed"][0]["validation_ua"] == {"none": 69, "no_teachers": 64}  # the records' own
+    assert report["over_seeds"]["ua"]["none"]["mean"] == pytest.approx((70 + 220 / 3) / 2)
+    # The teachers alone: those of the record that holds the full method at exactly these seeds; none at one seed.
+    assert report["teachers_alone"] == teachers
+    assert "Runs taken from the records" in output.with_suffix(".md").read_text()
+    assert seeds("--seeds", 0, "--rows", "none", "--from_records", ours, ce)["teachers_alone"] == {}
+    for arguments, message in (
+        (
+            ["--rows", "--from_records", ce, differs],
+            f"no_teachers/seed_1 differs between {ce} and {differs} in fold_ua",
+        ),
+        (["--rows", "none", "--from_records", ce], "no record holds the run none/seed_0"),
+        (["--from_records", ce, "--runs_dir", tmp_path / "runs"], "--from_records reads records, not runs"),
+    ):
+        with pytest.raises(SystemExit):
+            seeds("--seeds", 0, 1, *arguments)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_main_job(tmp_path):
