@@ -266,7 +266,9 @@ def runs_from_records(paths: list[Path], seeds: list[int], rows: list[Row]) -> t
     records keep no per-run teacher scores; a seed's teachers are every row's).
 
     A run held by several records (CE-only beside each set of rows, say) must agree in every fold's test and
-    validation UA and in accuracy per carrier: it is one run gathered twice, or a rerun that reproduced it.
+    validation UA and in accuracy per carrier: it is one run gathered twice, or a rerun that reproduced it. Runs held
+    by one record only are taken as they are: that the records measured the same defaults, corpus and CPU is the
+    caller's to know (each run keeps its command, code digests, threads and CPU to check it by).
 
     Raises:
         ValueError: a record of another benchmark, a run no record holds, one without per-fold UA, or one whose
