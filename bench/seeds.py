@@ -295,6 +295,8 @@ def runs_from_records(paths: list[Path], seeds: list[int], rows: list[Row]) -> t
                 for fold, ua in run["fold_ua"].items()  # JSON keys are strings
             ]
             results[(seed, row.folder)] = {"folds": folds, "mean": run["mean"], "per_carrier": run.get("per_carrier")}
+    if FULL_METHOD not in [row.folder for row in rows]:
+        return runs, results, {}
     teachers = next(
         (
             record["teachers_alone"]
@@ -303,8 +305,6 @@ def runs_from_records(paths: list[Path], seeds: list[int], rows: list[Row]) -> t
         ),
         {},
     )
-    if FULL_METHOD not in [row.folder for row in rows]:
-        teachers = {}
     return runs, results, teachers
 
 
