@@ -14,7 +14,8 @@ Peak memory is the largest summed resident set size of the process and its child
 is user + system of the process and its children; the steal fraction is the share of the machine's CPU time its
 hypervisor gave to other guests meanwhile. Neither measures the machine's speed: on the shared 2-core machine of
 2026-12-03 a student epoch took twice as long from one minute to the next with no steal, and the CPU time doubled
-with it (README, "The benchmark at the present default, complete"): a wall time is the machine's as it was then.
+with it (docs/experiments.md, "The benchmark at the present default, complete"): a wall time is the machine's as it
+was then.
 
     python bench/main_job.py                 # the full default (about an hour on 2 CPU cores: three runs)
     python bench/main_job.py --quick         # a tiny corpus, 2 folds, 1 epoch: checks the script itself

@@ -286,8 +286,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
         },
     )
     alpha: float = field(
-        # 0.25: validation's pick among alpha in {1, 0.25} over seeds 0, 1, 2 (README, "Loss weights on validation");
-        # alpha = 0 is the paper's "w/o L_logits" ablation, not a weight of the full method.
+        # 0.25: validation's pick among alpha in {1, 0.25} over seeds 0, 1, 2 (docs/experiments.md, "Loss weights on
+        # validation"); alpha = 0 is the paper's "w/o L_logits" ablation, not a weight of the full method.
         default=0.25,
         metadata={"help": "Weight of the logit-level KD term L_logits, Eq. (1) (the paper preset: 1)."},
     )
@@ -295,7 +295,8 @@ class JobTrainingArguments(EmoDistillTrainingArguments):
         default=4.0, metadata={"help": "Temperature of the (strong) linguistic teacher: soft, Eq. (2)."}
     )
     tau_prosodic: float = field(
-        # 0.5: the pick of `--tau_sweep prosodic=0.5,1,2` on validation (README, "Temperatures on validation").
+        # 0.5: the pick of `--tau_sweep prosodic=0.5,1,2` on validation (docs/experiments.md, "Temperatures on
+        # validation").
         default=0.5,
         metadata={"help": "Temperature of the (weak) prosodic teacher: hard."},
     )
